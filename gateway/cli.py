@@ -1,0 +1,141 @@
+"""`mixpilot`: every command-line entry point.
+
+  mixpilot mix SONG -o OUTDIR      the embedded pipeline (no servers)
+  mixpilot analyze SONG [--json]   print the analysis
+  mixpilot serve                   gateway + all stages in one process (in-memory bus, SQLite)
+  mixpilot analyzer|predictor|renderer|gateway   one distributed service (env: MIXPILOT_*)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from services.common.errors import MixPilotError
+from services.common.settings import load_settings
+
+TARGET_PRESETS = {"streaming": -14.0, "apple": -16.0, "ebu": -23.0}
+
+
+def _target(value: str) -> float:
+    if value in TARGET_PRESETS:
+        return TARGET_PRESETS[value]
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected LUFS or one of {', '.join(TARGET_PRESETS)}"
+        ) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="mixpilot", description="AI mixing and mastering.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    mix = sub.add_parser("mix", help="mix and master a song in this process")
+    mix.add_argument("song", type=Path)
+    mix.add_argument("-o", "--outdir", type=Path, required=True)
+    mix.add_argument("--target-lufs", type=_target, default=None,
+                     help="integrated loudness target: LUFS or streaming|apple|ebu (default -14)")
+    mix.add_argument("--genre", choices=["pop", "rock", "electronic", "jazz", "ballad"])
+    mix.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    an = sub.add_parser("analyze", help="print the musical analysis of a song")
+    an.add_argument("song", type=Path)
+    an.add_argument("--json", action="store_true", help="the analysis object as JSON")
+
+    sub.add_parser("serve", help="gateway and all stages in one process")
+    for role in ("analyzer", "predictor", "renderer", "gateway"):
+        sub.add_parser(role, help=f"run the {role} service (configured by MIXPILOT_* variables)")
+    return ap
+
+
+def _mix(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from gateway.embedded import mix_file
+
+    settings = load_settings()
+    target = settings.target_lufs if args.target_lufs is None else args.target_lufs
+    if not -40.0 <= target <= -5.0:
+        raise MixPilotError("--target-lufs must be between -40 and -5")
+    bar = tqdm(total=100, disable=args.quiet, unit="%", file=sys.stderr,
+               bar_format="{desc:<28} {bar} {n:.0f}% [{elapsed}]")
+
+    def progress(what: str, fraction: float) -> None:
+        bar.set_description_str(what)
+        bar.update(100 * fraction - bar.n)
+
+    try:
+        report = mix_file(args.song, args.outdir, target_lufs=target,
+                          ceiling_dbtp=settings.true_peak_ceiling_dbtp,
+                          max_duration_s=settings.max_duration_s, genre=args.genre,
+                          progress=progress)
+    finally:
+        bar.close()
+    a = report["analysis"]
+    print(f"{args.song.name}: {a['tempo_bpm']:.1f} BPM, {a['key']}, {a['genre']}, "
+          f"{a['loudness_lufs']:.1f} LUFS")
+    for name, v in report["versions"].items():
+        print(f"  {name:<18} {v['loudness_lufs']:6.1f} LUFS  {v['true_peak_dbtp']:5.1f} dBTP  "
+              f"{args.outdir / v['file']}")
+    print(f"  report             {args.outdir / 'report.json'}  "
+          f"({report['timings']['total_s']:.1f} s)")
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from gateway.embedded import analyze_file
+    from services.common.jobs import to_dict
+
+    settings = load_settings()
+    analysis = to_dict(analyze_file(args.song, max_duration_s=settings.max_duration_s))
+    if args.json:
+        print(json.dumps(analysis, indent=2))
+    else:
+        for k in ("duration_s", "sample_rate", "channels", "tempo_bpm", "key", "genre",
+                  "loudness_lufs", "true_peak_dbtp", "energy", "stereo_width"):
+            v = analysis.get(k)
+            print(f"{k:<16} {v:.2f}" if isinstance(v, float) else f"{k:<16} {v}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "mix":
+            return _mix(args)
+        if args.command == "analyze":
+            return _analyze(args)
+        if args.command == "serve":
+            from gateway.runtime import run_serve
+
+            run_serve(load_settings())
+            return 0
+        if args.command == "gateway":
+            from gateway.runtime import run_gateway
+
+            run_gateway(load_settings())
+            return 0
+        from importlib import import_module
+
+        from services.common.service_runner import service_main
+
+        return service_main(import_module(f"services.{args.command}.service").parts,
+                            args.command)
+    except MixPilotError as exc:
+        print(f"mixpilot {args.command}: error: {exc.message}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"mixpilot {args.command}: error: {exc.strerror or exc}: "
+              f"{getattr(exc, 'filename', '') or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

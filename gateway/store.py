@@ -1,0 +1,244 @@
+"""The job store: PostgreSQL in distributed mode, SQLite on one machine (SQLAlchemy Core, one
+schema for both). Job state is written only by applying events; applying the same event twice
+changes nothing, and a job never moves backwards or out of ``done``/``failed``."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from mixpilot.v1 import mixpilot_pb2 as pb
+from services.common.jobs import STATE_NAMES, STATE_RANK, TERMINAL
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(128), nullable=False, index=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("progress", sa.Float, nullable=False, default=0.0),
+    sa.Column("filename", sa.String(255), nullable=False, default=""),
+    sa.Column("input_uri", sa.Text, nullable=False),
+    sa.Column("input_sha256", sa.String(64), nullable=False),
+    sa.Column("options_json", sa.Text, nullable=False, default="{}"),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("error_stage", sa.String(32)),
+    sa.Column("report_uri", sa.Text),
+    sa.Column("outputs_json", sa.Text, nullable=False, default="{}"),
+    sa.Column("timings_json", sa.Text, nullable=False, default="{}"),
+    sa.Column("stage_times_json", sa.Text, nullable=False, default="{}"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+job_events = sa.Table(
+    "job_events",
+    metadata,
+    sa.Column("event_id", sa.String(160), primary_key=True),
+    sa.Column("job_id", sa.String(64), nullable=False, index=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("applied", sa.Boolean, nullable=False),
+)
+
+
+@dataclass
+class JobRecord:
+    job_id: str
+    tenant: str
+    state: str
+    progress: float
+    filename: str
+    input_uri: str
+    input_sha256: str
+    options: dict[str, Any]
+    error: dict[str, str] | None
+    report_uri: str | None
+    outputs: dict[str, dict[str, Any]]
+    timings: dict[str, float]
+    stage_times: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+    done: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.done = self.state in TERMINAL
+
+
+def _engine_url(url: str) -> str:
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+class JobStore:
+    def __init__(self, url: str) -> None:
+        url = _engine_url(url)
+        if url.startswith("sqlite:///"):
+            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(
+                url, connect_args={"check_same_thread": False, "timeout": 30}
+            )
+        else:
+            self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        # SQLite serialises writers itself; one lock keeps our read-modify-write atomic there.
+        self._lock = threading.Lock() if url.startswith("sqlite") else None
+        metadata.create_all(self.engine)
+
+    def ping(self) -> bool:
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return True
+
+    def create_job(
+        self,
+        *,
+        job_id: str,
+        tenant: str,
+        filename: str,
+        input_uri: str,
+        input_sha256: str,
+        options: dict[str, Any],
+    ) -> None:
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            conn.execute(
+                jobs.insert().values(
+                    job_id=job_id,
+                    tenant=tenant,
+                    state="queued",
+                    progress=0.0,
+                    filename=filename,
+                    input_uri=input_uri,
+                    input_sha256=input_sha256,
+                    options_json=json.dumps(options),
+                    outputs_json="{}",
+                    timings_json="{}",
+                    stage_times_json=json.dumps({"queued": now.isoformat()}),
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(jobs.select().where(jobs.c.job_id == job_id)).mappings().first()
+        return None if row is None else _record(row)
+
+    def count_events(self, job_id: str, state: str | None = None) -> int:
+        q = sa.select(sa.func.count()).select_from(job_events).where(job_events.c.job_id == job_id)
+        if state is not None:
+            q = q.where(job_events.c.state == state)
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def apply_event(self, event: pb.JobEvent) -> bool:
+        """Apply ``event`` once. Returns False when it was a duplicate or would move the job
+        backwards (it is still recorded as seen)."""
+        if self._lock is None:
+            return self._apply(event)
+        with self._lock:
+            return self._apply(event)
+
+    def _apply(self, event: pb.JobEvent) -> bool:
+        state = STATE_NAMES.get(event.state)
+        if state is None:
+            return False
+        at = event.at.ToDatetime(tzinfo=UTC) if event.HasField("at") else datetime.now(UTC)
+        try:
+            with self.engine.begin() as conn:
+                row = (
+                    conn.execute(
+                        jobs.select().where(jobs.c.job_id == event.job_id).with_for_update()
+                    )
+                    .mappings()
+                    .first()
+                )
+                applies = row is not None and _moves_forward(row["state"], state)
+                conn.execute(
+                    job_events.insert().values(
+                        event_id=event.event_id, job_id=event.job_id, state=state, at=at,
+                        applied=applies,
+                    )
+                )
+                if not applies or row is None:
+                    return False
+                stage_times = json.loads(row["stage_times_json"])
+                stage_times.setdefault(state, at.isoformat())
+                timings = {**json.loads(row["timings_json"]), **dict(event.timings_s)}
+                values: dict[str, Any] = {
+                    "state": state,
+                    "progress": max(float(row["progress"]), event.progress),
+                    "stage_times_json": json.dumps(stage_times),
+                    "timings_json": json.dumps(timings),
+                    "updated_at": datetime.now(UTC),
+                }
+                if state == "failed":
+                    values.update(error_code=event.error.code or "internal",
+                                  error_message=event.error.message,
+                                  error_stage=event.error.stage)
+                if state == "done":
+                    values.update(report_uri=event.report.uri,
+                                  outputs_json=json.dumps(_outputs(event)))
+                conn.execute(jobs.update().where(jobs.c.job_id == event.job_id).values(**values))
+                return True
+        except IntegrityError:
+            return False  # this event id was applied before: a redelivery
+
+
+def _moves_forward(current: str, new: str) -> bool:
+    if current in TERMINAL:
+        return False
+    if new == "failed":
+        return True
+    return STATE_RANK[new] > STATE_RANK[current]
+
+
+def _outputs(event: pb.JobEvent) -> dict[str, dict[str, Any]]:
+    return {
+        o.name: {
+            "uri": o.audio.uri,
+            "sha256": o.audio.sha256,
+            "size_bytes": o.audio.size_bytes,
+            "loudness_lufs": o.loudness_lufs,
+            "true_peak_dbtp": o.true_peak_dbtp,
+            "params": dict(o.params.values),
+        }
+        for o in event.outputs
+    }
+
+
+def _record(row: Any) -> JobRecord:
+    error = None
+    if row["error_code"]:
+        error = {"code": row["error_code"], "message": row["error_message"] or "",
+                 "stage": row["error_stage"] or ""}
+    return JobRecord(
+        job_id=row["job_id"],
+        tenant=row["tenant"],
+        state=row["state"],
+        progress=float(row["progress"]),
+        filename=row["filename"],
+        input_uri=row["input_uri"],
+        input_sha256=row["input_sha256"],
+        options=json.loads(row["options_json"]),
+        error=error,
+        report_uri=row["report_uri"],
+        outputs=json.loads(row["outputs_json"]),
+        timings=json.loads(row["timings_json"]),
+        stage_times=json.loads(row["stage_times_json"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )

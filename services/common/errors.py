@@ -1,0 +1,83 @@
+"""The few typed domain errors of MixPilot, mapped once to HTTP status, gRPC status and job
+failure code. Adapters (gRPC servers, Kafka workers, the REST gateway, the CLI) translate these;
+domain code only raises them."""
+
+from __future__ import annotations
+
+
+class MixPilotError(Exception):
+    """Base class. ``code`` is the stable failure reason integrators see on a failed job."""
+
+    code: str = "internal"
+    http_status: int = 500
+    grpc_status: str = "INTERNAL"  # name of a grpc.StatusCode member
+    retriable: bool = False
+
+    def __init__(self, message: str) -> None:
+        # One readable line, always.
+        super().__init__(" ".join(str(message).split()))
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class InvalidAudioError(MixPilotError):
+    """The bytes decode, but the audio cannot be mixed (empty, silent, NaN, too short...)."""
+
+    code = "invalid_audio"
+    http_status = 400
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class UnsupportedFormatError(MixPilotError):
+    """Not an audio container we can decode, or a layout we do not process."""
+
+    code = "unsupported_format"
+    http_status = 415
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class LimitExceededError(MixPilotError):
+    """A configured limit (file size, duration) is exceeded."""
+
+    code = "limit_exceeded"
+    http_status = 413
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+
+class InvalidParameterError(MixPilotError, ValueError):
+    """A mix parameter or option is unknown or out of its range."""
+
+    code = "invalid_parameter"
+    http_status = 400
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class InvalidMessageError(MixPilotError):
+    """A bus message or request that does not follow the proto contract."""
+
+    code = "invalid_message"
+    http_status = 400
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class NotFoundError(MixPilotError):
+    code = "not_found"
+    http_status = 404
+    grpc_status = "NOT_FOUND"
+
+
+class ModelUnavailableError(MixPilotError):
+    """A model or an upstream service is not ready; worth retrying."""
+
+    code = "model_unavailable"
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+    retriable = True
+
+
+class ConfigurationError(MixPilotError):
+    """Settings are missing or unsafe: raised at start-up, never mid-job."""
+
+    code = "configuration"

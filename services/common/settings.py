@@ -1,0 +1,117 @@
+"""The one settings module: every process builds one :class:`Settings` from ``MIXPILOT_*``
+environment variables at start and passes it down. Nothing else reads ``os.environ``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.errors import ConfigurationError
+
+Role = Literal["embedded", "serve", "analyzer", "predictor", "renderer", "gateway"]
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Field ``x`` reads ``MIXPILOT_X``."""
+
+    model_config = SettingsConfigDict(env_prefix="MIXPILOT_", extra="ignore", frozen=True)
+
+    # Infrastructure (distributed mode).
+    kafka_bootstrap: str | None = Field(None, description="host:port[,host:port] of Kafka")
+    triton_url: str | None = Field(None, description="host:port of Triton's gRPC endpoint")
+    database_url: str = Field(
+        "sqlite:///mixpilot-data/jobs.sqlite3",
+        description="postgresql://... (distributed) or sqlite:///path (one machine)",
+    )
+    blob_url: str = Field("file://mixpilot-data/blobs", description="file://DIR or s3://BUCKET/PREFIX")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, tests)")
+
+    # Network.
+    host: str = "127.0.0.1"
+    gateway_port: int = Field(8080, ge=0, le=65535)
+    analyzer_port: int = Field(50051, ge=0, le=65535)
+    predictor_port: int = Field(50052, ge=0, le=65535)
+    renderer_port: int = Field(50053, ge=0, le=65535)
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus port; 0 = per-role default")
+
+    # Limits and job defaults.
+    max_upload_mb: float = Field(500.0, gt=0)
+    max_duration_s: float = Field(1200.0, gt=0)
+    target_lufs: float = Field(-14.0, ge=-40.0, le=-5.0)
+    true_peak_ceiling_dbtp: float = Field(-1.0, ge=-9.0, le=0.0)
+
+    # Delivery.
+    max_attempts: int = Field(3, ge=1, le=20, description="tries before a message goes to the DLQ")
+    retry_backoff_s: float = Field(0.5, ge=0.0)
+    consumer_group_prefix: str = "mixpilot"
+    kafka_session_timeout_ms: int = Field(10000, ge=1000)
+    topic_partitions: int = Field(3, ge=1)
+    grace_s: float = Field(10.0, ge=0.0, description="graceful shutdown time for in-flight work")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+
+    @field_validator("blob_url")
+    @classmethod
+    def _blob_scheme(cls, v: str) -> str:
+        if not (v.startswith("file://") or v.startswith("s3://")):
+            raise ValueError("must start with file:// or s3://")
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_scheme(cls, v: str) -> str:
+        if not v.startswith(("postgresql", "postgres://", "sqlite:")):
+            raise ValueError("must be a postgresql://... or sqlite:///... URL")
+        return v
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    def metrics_port_for(self, role: Role) -> int:
+        defaults = {"analyzer": 9101, "predictor": 9102, "renderer": 9103}
+        return self.metrics_port or defaults.get(role, 0)
+
+    def require_distributed(self, role: Role) -> None:
+        """Fail start-up with a clear message when a distributed service lacks what it needs."""
+        if not self.kafka_bootstrap:
+            raise ConfigurationError(
+                f"`mixpilot {role}` runs distributed: set MIXPILOT_KAFKA_BOOTSTRAP=host:port"
+            )
+        if role == "gateway" and self.database_url.startswith("sqlite") and not self.allow_sqlite:
+            raise ConfigurationError(
+                "the distributed gateway needs PostgreSQL: set MIXPILOT_DATABASE_URL=postgresql://..."
+                " (or MIXPILOT_ALLOW_SQLITE=true for a single gateway replica)"
+            )
+
+    allow_sqlite: bool = False
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (plus explicit overrides, e.g. from CLI flags).
+
+    Raises
+    ------
+    ConfigurationError
+        One line naming the bad variable(s).
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            name = "MIXPILOT_" + "_".join(str(x) for x in err["loc"]).upper()
+            parts.append(f"{name}: {err['msg']}")
+        raise ConfigurationError("invalid settings: " + "; ".join(parts)) from exc
+
+
+def data_dir_of(url: str) -> Path:
+    """Filesystem path of a file:// or sqlite:/// URL (relative paths stay relative)."""
+    for prefix in ("file://", "sqlite:///"):
+        if url.startswith(prefix):
+            return Path(url[len(prefix) :])
+    raise ConfigurationError(f"not a local URL: {url}")

@@ -1,0 +1,7 @@
+"""`python -m services.renderer` (same as `mixpilot renderer`): run the renderer as its own process."""
+
+from services.renderer.service import parts
+from services.common.service_runner import service_main
+
+if __name__ == "__main__":
+    raise SystemExit(service_main(parts, "renderer"))
