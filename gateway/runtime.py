@@ -4,15 +4,17 @@ machine (`mixpilot serve`: in-memory bus, SQLite, local blobs, every stage in th
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import uvicorn
+from fastapi import FastAPI
 
 from services.analyzer.service import parts as analyzer_parts
 from services.common.blobstore import BlobStore, open_blob_store
-from services.common.bus import Bus, InMemoryBus, KafkaBus, all_topics
+from services.common.bus import Bus, InMemoryBus, KafkaBus
 from services.common.service_runner import build_worker
 from services.common.settings import Settings
-from services.common.stage_worker import StageWorker, run_in_thread
+from services.common.stage_worker import ALL_TOPICS, run_in_thread
 from services.common.telemetry import configure_logging
 from services.predictor.service import parts as predictor_parts
 from services.renderer.service import parts as renderer_parts
@@ -25,18 +27,43 @@ log = logging.getLogger(__name__)
 STAGE_FACTORIES = (analyzer_parts, predictor_parts, renderer_parts)
 
 
-def _serve_http(settings: Settings, bus: Bus, blobs: BlobStore, store: JobStore) -> None:
+def build_gateway(settings: Settings, bus: Bus, blobs: BlobStore,
+                  store: JobStore) -> tuple[FastAPI, Callable[[], None]]:
+    """The API app with its event consumer running; returns (app, stop)."""
     applier = EventApplier(bus=bus, store=store,
                            group_id=f"{settings.consumer_group_prefix}-gateway")
     applier.start()
     app = create_app(Gateway(settings=settings, store=store, blobs=blobs,
                              producer=bus.producer()))
+    return app, applier.stop
+
+
+def build_one_machine(settings: Settings) -> tuple[FastAPI, Callable[[], None]]:
+    """Gateway plus the three stage workers on an in-memory bus; returns (app, stop)."""
+    bus = InMemoryBus()
+    bus.ensure_topics(ALL_TOPICS)
+    blobs = open_blob_store(settings.blob_url, s3_endpoint_url=settings.s3_endpoint_url)
+    store = JobStore(settings.database_url)
+    workers = [build_worker(f(settings, blobs), settings, bus) for f in STAGE_FACTORIES]
+    for worker in workers:
+        run_in_thread(worker)
+    app, stop_gateway = build_gateway(settings, bus, blobs, store)
+
+    def stop() -> None:
+        stop_gateway()
+        for worker in workers:
+            worker.stop()
+
+    return app, stop
+
+
+def _serve(settings: Settings, app: FastAPI, stop: Callable[[], None]) -> None:
     log.info("gateway listening", extra={"host": settings.host, "port": settings.gateway_port})
     try:
         uvicorn.run(app, host=settings.host, port=settings.gateway_port, log_config=None,
                     timeout_graceful_shutdown=int(settings.grace_s))
     finally:
-        applier.stop()
+        stop()
 
 
 def run_gateway(settings: Settings) -> None:
@@ -45,24 +72,12 @@ def run_gateway(settings: Settings) -> None:
     settings.require_distributed("gateway")
     bus = KafkaBus(settings.kafka_bootstrap or "",
                    session_timeout_ms=settings.kafka_session_timeout_ms)
-    bus.ensure_topics(all_topics(), partitions=settings.topic_partitions)
+    bus.ensure_topics(ALL_TOPICS, partitions=settings.topic_partitions)
     blobs = open_blob_store(settings.blob_url, s3_endpoint_url=settings.s3_endpoint_url)
-    _serve_http(settings, bus, blobs, JobStore(settings.database_url))
+    _serve(settings, *build_gateway(settings, bus, blobs, JobStore(settings.database_url)))
 
 
 def run_serve(settings: Settings) -> None:
     """`mixpilot serve`: everything in one process on one machine."""
     configure_logging(settings.log_level, json_lines=settings.log_json)
-    bus = InMemoryBus()
-    blobs = open_blob_store(settings.blob_url, s3_endpoint_url=settings.s3_endpoint_url)
-    store = JobStore(settings.database_url)
-    workers: list[StageWorker] = []
-    for factory in STAGE_FACTORIES:
-        worker = build_worker(factory(settings, blobs), settings, bus)
-        run_in_thread(worker)
-        workers.append(worker)
-    try:
-        _serve_http(settings, bus, blobs, store)
-    finally:
-        for worker in workers:
-            worker.stop()
+    _serve(settings, *build_one_machine(settings))

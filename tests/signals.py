@@ -62,3 +62,75 @@ def chord_progression(tonic: str, mode: str, *, sr: int = 22050, seconds_per_cho
             parts.append(0.08 * env * (y + bass))
     x = np.concatenate(parts).astype(np.float32)
     return np.tile(x, (channels, 1))
+
+
+def little_song(*, sr: int = 44100, duration_s: float = 8.0, bpm: float = 120.0,
+                channels: int = 2) -> np.ndarray:
+    """Chords over a click-track beat, stereo-offset: enough music for every stage."""
+    chords = chord_progression("A", "minor", sr=sr, seconds_per_chord=60.0 / bpm * 2,
+                               repeats=int(np.ceil(duration_s / (4 * 120.0 / bpm))) + 1,
+                               channels=1)[0]
+    beat = click_track(bpm, sr=sr, duration_s=duration_s, channels=1)[0]
+    n = int(round(sr * duration_s))
+    mono = 0.7 * chords[:n] + 0.5 * beat[:n]
+    if channels == 1:
+        return mono[None, :].astype(np.float32)
+    right = np.roll(mono, int(0.0007 * sr)) * 0.9
+    return np.stack([mono, right]).astype(np.float32)
+
+
+def write_audio_file(path, audio: np.ndarray, sr: int, *, subtype: str = "PCM_16",
+                     fmt: str | None = None) -> None:
+    """Write a test file with soundfile (format from the extension unless ``fmt``)."""
+    import soundfile as sf
+
+    sf.write(str(path), np.ascontiguousarray(audio.T), sr, subtype=subtype, format=fmt)
+
+
+def _decay(sr: int, length_s: float, tau_s: float) -> np.ndarray:
+    t = np.arange(int(round(sr * length_s))) / sr
+    return np.exp(-t / tau_s)
+
+
+def drum_loop(bpm: float, *, rng: np.random.Generator, sr: int = 44100, duration_s: float = 12.0,
+              channels: int = 2, four_on_the_floor: bool = False, hats_per_beat: int = 2,
+              bass: bool = True) -> np.ndarray:
+    """Synthetic drum kit: kick, snare on beats 2 and 4, closed hats, optional sub bass.
+
+    ``four_on_the_floor`` puts the kick on every beat (electronic); otherwise it plays beats 1
+    and 3. ``hats_per_beat`` hats per beat (0 for none), quieter than kick and snare. With
+    ``bass`` a 55 Hz sine follows the kick. Stereo output places the hats slightly right.
+    """
+    n = int(round(sr * duration_s))
+    period = 60.0 / bpm
+    kick_env = _decay(sr, 0.25, 0.06)
+    tk = np.arange(kick_env.size) / sr
+    kick = 0.9 * np.sin(2 * np.pi * (50 * tk + 60 * 0.03 * (1 - np.exp(-tk / 0.03)))) * kick_env
+    snare_env = _decay(sr, 0.2, 0.05)
+    snare = 0.45 * snare_env * (rng.standard_normal(snare_env.size)
+                                + np.sin(2 * np.pi * 190 * np.arange(snare_env.size) / sr))
+    hat_env = _decay(sr, 0.05, 0.01)
+    hat = 0.15 * hat_env * np.diff(rng.standard_normal(hat_env.size + 1))
+    mid = np.zeros(n)
+    side = np.zeros(n)
+
+    def place(buf: np.ndarray, sound: np.ndarray, t_s: float) -> None:
+        s = int(round(t_s * sr))
+        if s < n:
+            m = min(sound.size, n - s)
+            buf[s : s + m] += sound[:m]
+
+    for i, beat in enumerate(np.arange(0.0, duration_s, period)):
+        if four_on_the_floor or i % 2 == 0:
+            place(mid, kick, beat)
+        if i % 2 == 1:
+            place(mid, snare, beat)
+        for h in range(hats_per_beat):
+            place(mid, hat, beat + h * period / hats_per_beat)
+            place(side, 0.3 * hat, beat + h * period / hats_per_beat)
+    if bass:
+        t = np.arange(n) / sr
+        mid += 0.3 * np.sin(2 * np.pi * 55 * t)
+    left, right = mid - side, mid + side
+    out = np.stack([left, right]) if channels == 2 else mid[None, :]
+    return out.astype(np.float32)

@@ -13,10 +13,10 @@ import grpc
 from prometheus_client import start_http_server
 
 from services.common.blobstore import BlobStore, open_blob_store
-from services.common.bus import KafkaBus, all_topics
+from services.common.bus import KafkaBus
 from services.common.grpc_server import create_server, set_serving
 from services.common.settings import Role, Settings
-from services.common.stage_worker import STAGES, Handler, StageWorker, run_in_thread
+from services.common.stage_worker import ALL_TOPICS, STAGES, Handler, StageWorker, run_in_thread
 from services.common.telemetry import StageMetrics, configure_logging
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def run_stage_service(factory: PartsFactory, settings: Settings, role: Role) -> 
         start_http_server(metrics_port, addr=settings.host)
     bus = KafkaBus(settings.kafka_bootstrap or "",
                    session_timeout_ms=settings.kafka_session_timeout_ms)
-    bus.ensure_topics(all_topics(), partitions=settings.topic_partitions)
+    bus.ensure_topics(ALL_TOPICS, partitions=settings.topic_partitions)
     server, port, health = create_server(f"{settings.host}:{parts.port}", parts.register)
     server.start()
     worker = build_worker(parts, settings, bus)

@@ -20,8 +20,8 @@ from google.protobuf.message import DecodeError
 from mixpilot.v1 import mixpilot_pb2 as pb
 from services.common import bus as busmod
 from services.common.errors import InvalidMessageError, MixPilotError
-from services.common.jobs import job_error, job_logger, make_event
-from services.common.telemetry import StageMetrics
+from services.common.jobs import job_error, make_event
+from services.common.telemetry import StageMetrics, job_logger
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,11 @@ STAGES: dict[str, StageSpec] = {
     "renderer": StageSpec("renderer", busmod.PREDICTED, busmod.RENDERED,
                           pb.JOB_STATE_RENDERING, 0.45, 1.0, final=True),
 }
+
+
+#: Every topic of the flow, created (idempotently) by each process at start.
+ALL_TOPICS = (busmod.SUBMITTED, busmod.ANALYZED, busmod.PREDICTED, busmod.RENDERED, busmod.EVENTS,
+              busmod.DLQ)
 
 
 class StageWorker:

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs MixPilot on a fresh Debian 12 machine into ./.venv.
+#   scripts/install.sh          runtime only
+#   scripts/install.sh --test   plus what the test suite needs (PostgreSQL server, test extras)
+# Idempotent: re-running only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+apt_pkgs=()
+# Debian's interpreter (Triton's Python backend links libpython3.11 from it; see docs/operations).
+[ -x /usr/bin/python3.11 ] || apt_pkgs+=(python3.11)
+/usr/bin/python3.11 -c "import venv, ensurepip" 2>/dev/null || apt_pkgs+=(python3.11-venv)
+if [ "$want_test" = 1 ]; then
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_pkgs+=(postgresql)
+fi
+if [ "${#apt_pkgs[@]}" -gt 0 ]; then
+  echo "== apt-get install ${apt_pkgs[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_pkgs[@]}" >/dev/null
+fi
+# The Debian postgresql package starts a cluster; the tests run their own throwaway clusters.
+
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv"
+  /usr/bin/python3.11 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade "pip>=24" >/dev/null
+extra=""
+[ "$want_test" = 1 ] && extra="[test]"
+echo "== pip install -e .${extra}"
+.venv/bin/python -m pip install -q -e ".${extra}"

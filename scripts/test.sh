@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Quick start 2: install what the tests need, then run the whole suite (unit, integration on
+# real servers started by fixtures). Exits non-zero if any test fails or if no test ran.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh --test || exit 1
+echo "== ruff"
+.venv/bin/ruff check . || exit 1
+echo "== pytest"
+.venv/bin/python -m pytest -ra --durations=15 "$@"
+rc=$?
+if [ "$rc" -eq 5 ]; then
+  echo "pytest collected no tests: failing" >&2
+  exit 1
+fi
+exit "$rc"

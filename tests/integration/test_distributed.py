@@ -1,0 +1,360 @@
+"""Distributed mode end to end: the four services as separate processes on loopback, chained
+through the real Kafka-protocol broker, job state in real PostgreSQL, audio in a file:// blob
+store. Covers the round trip, direct gRPC calls, a kill -9 of the renderer mid-job, a poison
+message, and bad uploads."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from mixpilot.v1 import mixpilot_pb2 as pb
+from mixpilot.v1 import mixpilot_pb2_grpc as pb_grpc
+from services.common.bus import DLQ, RENDERED, KafkaBus
+from services.common.loudness import integrated_loudness, true_peak_dbtp
+from gateway.store import JobStore
+from tests.infra import free_port, log_tail, start_process, stop_process, wait_until
+from tests.signals import little_song, write_audio_file
+
+ROLES = ("analyzer", "predictor", "renderer", "gateway")
+MAX_UPLOAD_MB = 12
+MAX_DURATION_S = 300
+
+
+@dataclass
+class Cluster:
+    env: dict[str, str]
+    workdir: Path
+    gateway_url: str
+    grpc_ports: dict[str, int]
+    database_url: str
+    bootstrap: str
+    procs: dict[str, object] = field(default_factory=dict)
+
+    def start(self, role: str) -> None:
+        env = {**self.env, "MIXPILOT_METRICS_PORT": str(free_port())}
+        cmd = [sys.executable, "-m", "gateway.cli", role]
+        self.procs[role] = start_process(cmd, env=env, log_path=self.workdir / f"{role}.log")
+
+    def log(self, role: str) -> str:
+        return log_tail(self.workdir / f"{role}.log", 40)
+
+    def wait_serving(self, role: str, timeout_s: float = 90.0) -> None:
+        port = self.grpc_ports[role]
+
+        def serving() -> bool:
+            proc = self.procs[role]
+            if proc.poll() is not None:  # type: ignore[attr-defined]
+                raise AssertionError(f"{role} exited:\n{self.log(role)}")
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+                resp = health_pb2_grpc.HealthStub(ch).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=2
+                )
+            return resp.status == health_pb2.HealthCheckResponse.SERVING
+
+        wait_until(
+            serving,
+            timeout_s=timeout_s,
+            interval_s=0.3,
+            what=f"{role} to serve",
+            ignore=(grpc.RpcError,),
+        )
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    kafka_bootstrap: str, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    workdir = tmp_path_factory.mktemp("cluster")
+    ports = {role: free_port() for role in ROLES}
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "MIXPILOT_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "MIXPILOT_DATABASE_URL": postgres_url,
+        "MIXPILOT_BLOB_URL": f"file://{workdir / 'blobs'}",
+        "MIXPILOT_GATEWAY_PORT": str(ports["gateway"]),
+        "MIXPILOT_ANALYZER_PORT": str(ports["analyzer"]),
+        "MIXPILOT_PREDICTOR_PORT": str(ports["predictor"]),
+        "MIXPILOT_RENDERER_PORT": str(ports["renderer"]),
+        "MIXPILOT_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "MIXPILOT_MAX_ATTEMPTS": "2",
+        "MIXPILOT_RETRY_BACKOFF_S": "0.1",
+        "MIXPILOT_MAX_UPLOAD_MB": str(MAX_UPLOAD_MB),
+        "MIXPILOT_MAX_DURATION_S": str(MAX_DURATION_S),
+        "MIXPILOT_TOPIC_PARTITIONS": "2",
+        "NUMBA_CACHE_DIR": str(workdir / "numba-cache"),
+    }
+    c = Cluster(
+        env=env,
+        workdir=workdir,
+        gateway_url=f"http://127.0.0.1:{ports['gateway']}",
+        grpc_ports=ports,
+        database_url=postgres_url,
+        bootstrap=kafka_bootstrap,
+    )
+    try:
+        for role in ROLES:
+            c.start(role)
+        for role in ("analyzer", "predictor", "renderer"):
+            c.wait_serving(role)
+
+        def gateway_ready() -> bool:
+            if c.procs["gateway"].poll() is not None:  # type: ignore[attr-defined]
+                raise AssertionError(f"gateway exited:\n{c.log('gateway')}")
+            return httpx.get(f"{c.gateway_url}/readyz", timeout=2).status_code == 200
+
+        wait_until(
+            gateway_ready,
+            timeout_s=90,
+            interval_s=0.3,
+            what="the gateway",
+            ignore=(httpx.HTTPError,),
+        )
+        yield c
+    finally:
+        for proc in c.procs.values():
+            stop_process(proc)  # type: ignore[arg-type]
+
+
+def _wav_bytes(audio: np.ndarray, sr: int, subtype: str = "PCM_16") -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, audio.T, sr, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+def _submit(c: Cluster, data: bytes, name: str = "song.wav", **form: str) -> httpx.Response:
+    return httpx.post(
+        f"{c.gateway_url}/v1/jobs", files={"file": (name, data, "audio/wav")}, data=form, timeout=60
+    )
+
+
+def _wait_state(c: Cluster, job_id: str, states: set[str], timeout_s: float = 180) -> dict:
+    seen: dict = {}
+
+    def reached() -> bool:
+        seen.update(httpx.get(f"{c.gateway_url}/v1/jobs/{job_id}", timeout=5).json())
+        return seen["state"] in states
+
+    try:
+        wait_until(
+            reached,
+            timeout_s=timeout_s,
+            interval_s=0.1,
+            what=f"job in {states}",
+            ignore=(httpx.HTTPError,),
+        )
+    except TimeoutError as exc:
+        logs = "\n".join(f"--- {r}\n{c.log(r)}" for r in ROLES)
+        raise AssertionError(f"{exc}; last: {seen}\n{logs}") from None
+    return seen
+
+
+def test_job_round_trip_over_rest(cluster: Cluster) -> None:
+    sr = 44100
+    song = little_song(sr=sr, duration_s=10.0)
+    start = time.perf_counter()
+    resp = _submit(cluster, _wav_bytes(song, sr), name="../../etc/My Song\x00.wav")
+    assert resp.status_code == 202, resp.text
+    job = resp.json()
+    assert job["state"] == "queued"
+    assert ".." not in job["filename"] and "/" not in job["filename"]
+    done = _wait_state(cluster, job["job_id"], {"done", "failed"})
+    elapsed = time.perf_counter() - start
+    assert done["state"] == "done", done
+    assert set(done["stage_times"]) >= {"queued", "analyzing", "predicting", "rendering", "done"}
+    assert done["progress"] == 1.0
+    print(f"distributed round trip of a 10 s song: {elapsed:.2f} s")
+
+    report = httpx.get(f"{cluster.gateway_url}/v1/jobs/{job['job_id']}/report", timeout=10).json()
+    assert report["analysis"]["sample_rate"] == sr
+    assert abs(report["analysis"]["tempo_bpm"] - 120.0) < 2.4
+    assert set(report["versions"]) == {"original", "strategy"}
+    for name in report["versions"]:
+        r = httpx.get(f"{cluster.gateway_url}/v1/jobs/{job['job_id']}/outputs/{name}", timeout=30)
+        assert r.status_code == 200
+        assert r.headers["content-type"] == "audio/wav"
+        audio, out_sr = sf.read(io.BytesIO(r.content), dtype="float32", always_2d=True)
+        assert out_sr == sr and audio.shape == (song.shape[1], 2)
+        assert abs(integrated_loudness(audio.T, sr) - (-14.0)) <= 0.5
+        assert true_peak_dbtp(audio.T) <= -1.0 + 1e-3
+
+
+def test_stages_answer_grpc_directly(cluster: Cluster) -> None:
+    """The gateway can call a stage directly (e.g. a re-render): Analyze, Predict, Render."""
+    sr = 22050
+    resp = _submit(cluster, _wav_bytes(little_song(sr=sr, duration_s=6.0), sr))
+    job_id = resp.json()["job_id"]
+    _wait_state(cluster, job_id, {"done"})
+    store = JobStore(cluster.database_url)
+    record = store.get_job(job_id)
+    assert record is not None
+    env = pb.JobEnvelope(
+        job_id="direct-" + job_id,
+        tenant="t",
+        input=pb.AudioRef(uri=record.input_uri, sha256=record.input_sha256),
+    )
+    env.options.target_lufs = -16.0
+    env.options.true_peak_ceiling_dbtp = -1.0
+
+    def stub(role: str, cls: type) -> object:
+        return cls(grpc.insecure_channel(f"127.0.0.1:{cluster.grpc_ports[role]}"))
+
+    analyzed = (
+        stub("analyzer", pb_grpc.AnalyzerStub)
+        .Analyze(  # type: ignore[attr-defined]
+            pb.AnalyzeRequest(job=env), timeout=60
+        )
+        .job
+    )
+    assert analyzed.analysis.sample_rate == sr and analyzed.analysis.key
+    predicted = (
+        stub("predictor", pb_grpc.PredictorStub)
+        .Predict(  # type: ignore[attr-defined]
+            pb.PredictRequest(job=analyzed), timeout=30
+        )
+        .job
+    )
+    user = pb.MixParams(version="user", values={"eq_high_shelf_gain_db": 4.0}, source="user")
+    rendered = (
+        stub("renderer", pb_grpc.RendererStub)
+        .Render(  # type: ignore[attr-defined]
+            pb.RenderRequest(job=predicted, extra=[user]), timeout=120
+        )
+        .job
+    )
+    names = [o.name for o in rendered.outputs]
+    assert names == ["original", "strategy", "user"]
+    for o in rendered.outputs:
+        assert abs(o.loudness_lufs - (-16.0)) <= 0.5 and o.true_peak_dbtp <= -1.0
+
+    with pytest.raises(grpc.RpcError) as err:
+        stub("predictor", pb_grpc.PredictorStub).Predict(  # type: ignore[attr-defined]
+            pb.PredictRequest(job=pb.JobEnvelope(job_id="x")), timeout=10
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _messages_for(bootstrap: str, topic: str, key: str, timeout_s: float = 30) -> list:
+    """All messages with ``key`` on ``topic``, read from the beginning by a fresh group."""
+    bus = KafkaBus(bootstrap)
+    consumer = bus.consumer([topic], group_id=f"test-reader-{uuid.uuid4().hex}")
+    found: list = []
+    deadline = time.monotonic() + timeout_s
+    idle_since: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            batch = consumer.poll(1.0)
+            found.extend(m for m in batch if m.key == key)
+            if batch:
+                idle_since = None
+            elif found:
+                idle_since = idle_since or time.monotonic()
+                if time.monotonic() - idle_since > 3:
+                    break
+    finally:
+        consumer.close()
+    return found
+
+
+def test_kill9_renderer_mid_job_completes_once(cluster: Cluster) -> None:
+    sr = 44100
+    song = little_song(sr=sr, duration_s=90.0)
+    job_id = _submit(cluster, _wav_bytes(song, sr)).json()["job_id"]
+    _wait_state(cluster, job_id, {"rendering", "done", "failed"})
+    state = httpx.get(f"{cluster.gateway_url}/v1/jobs/{job_id}").json()["state"]
+    assert state == "rendering", f"renderer was too quick to be killed mid-job ({state})"
+    renderer = cluster.procs["renderer"]
+    os.killpg(renderer.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+    renderer.wait(timeout=10)  # type: ignore[attr-defined]
+    cluster.start("renderer")
+    cluster.wait_serving("renderer")
+
+    done = _wait_state(cluster, job_id, {"done", "failed"}, timeout_s=240)
+    assert done["state"] == "done", done
+    store = JobStore(cluster.database_url)
+    assert store.count_events(job_id, "done") == 1
+    assert store.get_job(job_id).state == "done"  # type: ignore[union-attr]
+    # Outputs exist once: one rendered message, one blob per version.
+    assert len(_messages_for(cluster.bootstrap, RENDERED, job_id)) == 1
+    blobs = cluster.workdir / "blobs"
+    report = httpx.get(f"{cluster.gateway_url}/v1/jobs/{job_id}/report").json()
+    for v in report["versions"].values():
+        assert len(list(blobs.rglob(f"{v['sha256']}*"))) == 1
+
+
+def test_poison_message_goes_to_dlq_and_flow_continues(cluster: Cluster) -> None:
+    key = f"poison-{uuid.uuid4().hex[:8]}"
+    producer = KafkaBus(cluster.bootstrap).producer()
+    producer.send("mixpilot.jobs.submitted", key=key, value=b"\xff\x00 not a protobuf \x13")
+    producer.close()
+    dead = _messages_for(cluster.bootstrap, DLQ, key, timeout_s=90)
+    assert len(dead) == 1
+    assert dead[0].headers["error_code"] == "invalid_message"
+    assert dead[0].headers["source_topic"] == "mixpilot.jobs.submitted"
+
+    sr = 32000
+    job_id = _submit(cluster, _wav_bytes(little_song(sr=sr, duration_s=5.0), sr)).json()["job_id"]
+    assert _wait_state(cluster, job_id, {"done", "failed"})["state"] == "done"
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "status", "code"),
+    [
+        ("empty.wav", lambda: b"", 400, "invalid_audio"),
+        ("notes.txt", lambda: b"this is not audio at all" * 100, 415, "unsupported_format"),
+        (
+            "silence.wav",
+            lambda: _wav_bytes(np.zeros((2, 44100 * 3), np.float32), 44100),
+            400,
+            "invalid_audio",
+        ),
+        (
+            "nan.wav",
+            lambda: _wav_bytes(np.full((2, 44100 * 2), np.nan, np.float32), 44100, "FLOAT"),
+            400,
+            "invalid_audio",
+        ),
+        (
+            "huge.wav",
+            lambda: b"RIFF" + os.urandom(MAX_UPLOAD_MB * 1024 * 1024 + 10),
+            413,
+            "limit_exceeded",
+        ),
+        (
+            "long.wav",
+            lambda: _wav_bytes(
+                little_song(sr=8000, duration_s=MAX_DURATION_S + 20, channels=1), 8000
+            ),
+            413,
+            "limit_exceeded",
+        ),
+    ],
+)
+def test_bad_uploads_get_json_errors(
+    cluster: Cluster, name: str, make, status: int, code: str
+) -> None:
+    resp = _submit(cluster, make(), name=name)
+    assert resp.status_code == status, resp.text
+    assert resp.json()["error"]["code"] == code
+    assert resp.json()["error"]["message"]
+
+
+def test_unknown_job_is_404_json(cluster: Cluster) -> None:
+    resp = httpx.get(f"{cluster.gateway_url}/v1/jobs/nope")
+    assert resp.status_code == 404
+    assert resp.json()["error"]["code"] == "not_found"

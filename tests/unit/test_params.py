@@ -1,0 +1,56 @@
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.common.errors import InvalidParameterError
+from services.common.params import (
+    BY_NAME,
+    PARAMETERS,
+    defaults,
+    from_vector,
+    to_vector,
+    validate_params,
+)
+
+
+def test_names_carry_units_and_are_unique() -> None:
+    assert len(BY_NAME) == len(PARAMETERS)
+    suffixes = ("_hz", "_db", "_ms", "_q", "_ratio")
+    for p in PARAMETERS:
+        assert p.name.endswith(suffixes), p.name
+
+
+def test_defaults_round_trip_through_vector() -> None:
+    vec = to_vector(defaults())
+    assert vec.shape == (len(PARAMETERS),) and vec.dtype == np.float32
+    assert np.all((vec >= 0) & (vec <= 1))
+    back = from_vector(vec)
+    for name, value in defaults().items():
+        assert math.isclose(back[name], value, rel_tol=1e-5, abs_tol=1e-5)
+
+
+@given(st.lists(st.floats(0.0, 1.0), min_size=len(PARAMETERS), max_size=len(PARAMETERS)))
+def test_normalisation_is_invertible(xs: list[float]) -> None:
+    params = from_vector(np.array(xs))
+    assert np.allclose(to_vector(params), xs, atol=1e-5)
+
+
+def test_log_scale_midpoint_is_geometric_mean() -> None:
+    p = BY_NAME["comp_ratio"]
+    assert math.isclose(p.denormalise(0.5), math.sqrt(p.minimum * p.maximum))
+
+
+@pytest.mark.parametrize("values", [{"comp_ratio": 0.5}, {"eq_mid_gain_db": float("nan")},
+                                    {"nope_db": 1.0}])
+def test_bad_values_are_rejected_with_a_clear_message(values: dict) -> None:
+    with pytest.raises(InvalidParameterError) as err:
+        validate_params(values)
+    assert list(values)[0] in str(err.value)
+
+
+def test_wrong_vector_length() -> None:
+    with pytest.raises(InvalidParameterError):
+        from_vector(np.zeros(3))

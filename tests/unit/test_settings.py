@@ -1,0 +1,31 @@
+import pytest
+
+from services.common.errors import ConfigurationError
+from services.common.settings import load_settings
+
+
+def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIXPILOT_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    monkeypatch.setenv("MIXPILOT_TARGET_LUFS", "-16")
+    s = load_settings()
+    assert s.kafka_bootstrap == "127.0.0.1:9092" and s.target_lufs == -16.0
+
+
+@pytest.mark.parametrize(("var", "value"), [("MIXPILOT_BLOB_URL", "ftp://x"),
+                                            ("MIXPILOT_GATEWAY_PORT", "99999"),
+                                            ("MIXPILOT_DATABASE_URL", "mysql://x")])
+def test_bad_values_fail_start_with_the_variable_named(monkeypatch: pytest.MonkeyPatch,
+                                                       var: str, value: str) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigurationError) as err:
+        load_settings()
+    assert var in str(err.value) and "\n" not in str(err.value)
+
+
+def test_distributed_roles_need_a_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MIXPILOT_KAFKA_BOOTSTRAP", raising=False)
+    with pytest.raises(ConfigurationError, match="MIXPILOT_KAFKA_BOOTSTRAP"):
+        load_settings().require_distributed("analyzer")
+    monkeypatch.setenv("MIXPILOT_KAFKA_BOOTSTRAP", "h:1")
+    with pytest.raises(ConfigurationError, match="PostgreSQL"):
+        load_settings().require_distributed("gateway")
