@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import Counter, make_asgi_app
 
+from gateway.store import JobRecord, JobStore
 from mixpilot.v1 import mixpilot_pb2 as pb
 from services.common import bus as busmod
 from services.common.audio_io import read_audio
@@ -27,7 +28,6 @@ from services.common.errors import (
 )
 from services.common.jobs import new_envelope, new_job_id
 from services.common.settings import Settings
-from gateway.store import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,9 @@ REJECTED = Counter("mixpilot_gateway_uploads_rejected_total", "Uploads rejected"
 class Gateway:
     """What the routes need, built once per process (no module globals)."""
 
-    def __init__(self, *, settings: Settings, store: JobStore, blobs: BlobStore,
-                 producer: busmod.Producer) -> None:
+    def __init__(
+        self, *, settings: Settings, store: JobStore, blobs: BlobStore, producer: busmod.Producer
+    ) -> None:
         self.settings = settings
         self.store = store
         self.blobs = blobs
@@ -118,15 +119,21 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @app.exception_handler(MixPilotError)
     def _typed_error(_: Request, exc: MixPilotError) -> JSONResponse:
-        return JSONResponse(status_code=exc.http_status,
-                            content={"error": {"code": exc.code, "message": exc.message}})
+        return JSONResponse(
+            status_code=exc.http_status,
+            content={"error": {"code": exc.code, "message": exc.message}},
+        )
 
     @app.exception_handler(RequestValidationError)
     def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(x) for x in first.get("loc", []))
-        return JSONResponse(status_code=400, content={
-            "error": {"code": "invalid_request", "message": f"{where}: {first.get('msg')}"}})
+        return JSONResponse(
+            status_code=400,
+            content={
+                "error": {"code": "invalid_request", "message": f"{where}: {first.get('msg')}"}
+            },
+        )
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -160,18 +167,38 @@ def create_app(gateway: Gateway) -> FastAPI:
                 raise
             stored = gw.blobs.put_file(path, suffix="." + info.format.lower()[:5])
         job_id = new_job_id()
-        ref = pb.AudioRef(uri=stored.uri, sha256=stored.sha256, sample_rate=sr,
-                          channels=info.channels, frames=info.frames, format=info.format,
-                          subtype=info.subtype, filename=filename,
-                          size_bytes=stored.size_bytes)
-        envelope = new_envelope(job_id=job_id, tenant="default", input_ref=ref,
-                                target_lufs=target,
-                                ceiling_dbtp=settings.true_peak_ceiling_dbtp,
-                                genre_override=genre or "")
-        options = {"target_lufs": target, "true_peak_ceiling_dbtp":
-                   settings.true_peak_ceiling_dbtp, "genre": genre}
-        gw.store.create_job(job_id=job_id, tenant="default", filename=filename,
-                            input_uri=stored.uri, input_sha256=stored.sha256, options=options)
+        ref = pb.AudioRef(
+            uri=stored.uri,
+            sha256=stored.sha256,
+            sample_rate=sr,
+            channels=info.channels,
+            frames=info.frames,
+            format=info.format,
+            subtype=info.subtype,
+            filename=filename,
+            size_bytes=stored.size_bytes,
+        )
+        envelope = new_envelope(
+            job_id=job_id,
+            tenant="default",
+            input_ref=ref,
+            target_lufs=target,
+            ceiling_dbtp=settings.true_peak_ceiling_dbtp,
+            genre_override=genre or "",
+        )
+        options = {
+            "target_lufs": target,
+            "true_peak_ceiling_dbtp": settings.true_peak_ceiling_dbtp,
+            "genre": genre,
+        }
+        gw.store.create_job(
+            job_id=job_id,
+            tenant="default",
+            filename=filename,
+            input_uri=stored.uri,
+            input_sha256=stored.sha256,
+            options=options,
+        )
         gw.producer.send(busmod.SUBMITTED, key=job_id, value=envelope.SerializeToString())
         SUBMITTED.inc()
         log.info("job submitted", extra={"job_id": job_id, "input_filename": filename})

@@ -1,9 +1,9 @@
 """`mixpilot`: every command-line entry point.
 
-  mixpilot mix SONG -o OUTDIR      the embedded pipeline (no servers)
-  mixpilot analyze SONG [--json]   print the analysis
-  mixpilot serve                   gateway + all stages in one process (in-memory bus, SQLite)
-  mixpilot analyzer|predictor|renderer|gateway   one distributed service (env: MIXPILOT_*)
+mixpilot mix SONG -o OUTDIR      the embedded pipeline (no servers)
+mixpilot analyze SONG [--json]   print the analysis
+mixpilot serve                   gateway + all stages in one process (in-memory bus, SQLite)
+mixpilot analyzer|predictor|renderer|gateway   one distributed service (env: MIXPILOT_*)
 """
 
 from __future__ import annotations
@@ -38,8 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     mix = sub.add_parser("mix", help="mix and master a song in this process")
     mix.add_argument("song", type=Path)
     mix.add_argument("-o", "--outdir", type=Path, required=True)
-    mix.add_argument("--target-lufs", type=_target, default=None,
-                     help="integrated loudness target: LUFS or streaming|apple|ebu (default -14)")
+    mix.add_argument(
+        "--target-lufs",
+        type=_target,
+        default=None,
+        help="integrated loudness target: LUFS or streaming|apple|ebu (default -14)",
+    )
     mix.add_argument("--genre", choices=["pop", "rock", "electronic", "jazz", "ballad"])
     mix.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -62,28 +66,44 @@ def _mix(args: argparse.Namespace) -> int:
     target = settings.target_lufs if args.target_lufs is None else args.target_lufs
     if not -40.0 <= target <= -5.0:
         raise MixPilotError("--target-lufs must be between -40 and -5")
-    bar = tqdm(total=100, disable=args.quiet, unit="%", file=sys.stderr,
-               bar_format="{desc:<28} {bar} {n:.0f}% [{elapsed}]")
+    bar = tqdm(
+        total=100,
+        disable=args.quiet,
+        unit="%",
+        file=sys.stderr,
+        bar_format="{desc:<28} {bar} {n:.0f}% [{elapsed}]",
+    )
 
     def progress(what: str, fraction: float) -> None:
         bar.set_description_str(what)
         bar.update(100 * fraction - bar.n)
 
     try:
-        report = mix_file(args.song, args.outdir, target_lufs=target,
-                          ceiling_dbtp=settings.true_peak_ceiling_dbtp,
-                          max_duration_s=settings.max_duration_s, genre=args.genre,
-                          progress=progress)
+        report = mix_file(
+            args.song,
+            args.outdir,
+            target_lufs=target,
+            ceiling_dbtp=settings.true_peak_ceiling_dbtp,
+            max_duration_s=settings.max_duration_s,
+            genre=args.genre,
+            progress=progress,
+        )
     finally:
         bar.close()
     a = report["analysis"]
-    print(f"{args.song.name}: {a['tempo_bpm']:.1f} BPM, {a['key']}, {a['genre']}, "
-          f"{a['loudness_lufs']:.1f} LUFS")
+    print(
+        f"{args.song.name}: {a['tempo_bpm']:.1f} BPM, {a['key']}, {a['genre']}, "
+        f"{a['loudness_lufs']:.1f} LUFS"
+    )
     for name, v in report["versions"].items():
-        print(f"  {name:<18} {v['loudness_lufs']:6.1f} LUFS  {v['true_peak_dbtp']:5.1f} dBTP  "
-              f"{args.outdir / v['file']}")
-    print(f"  report             {args.outdir / 'report.json'}  "
-          f"({report['timings']['total_s']:.1f} s)")
+        print(
+            f"  {name:<18} {v['loudness_lufs']:6.1f} LUFS  {v['true_peak_dbtp']:5.1f} dBTP  "
+            f"{args.outdir / v['file']}"
+        )
+    print(
+        f"  report             {args.outdir / 'report.json'}  "
+        f"({report['timings']['total_s']:.1f} s)"
+    )
     return 0
 
 
@@ -96,8 +116,18 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(analysis, indent=2))
     else:
-        for k in ("duration_s", "sample_rate", "channels", "tempo_bpm", "key", "genre",
-                  "loudness_lufs", "true_peak_dbtp", "energy", "stereo_width"):
+        for k in (
+            "duration_s",
+            "sample_rate",
+            "channels",
+            "tempo_bpm",
+            "key",
+            "genre",
+            "loudness_lufs",
+            "true_peak_dbtp",
+            "energy",
+            "stereo_width",
+        ):
             v = analysis.get(k)
             print(f"{k:<16} {v:.2f}" if isinstance(v, float) else f"{k:<16} {v}")
     return 0
@@ -124,14 +154,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from services.common.service_runner import service_main
 
-        return service_main(import_module(f"services.{args.command}.service").parts,
-                            args.command)
+        return service_main(import_module(f"services.{args.command}.service").parts, args.command)
     except MixPilotError as exc:
         print(f"mixpilot {args.command}: error: {exc.message}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"mixpilot {args.command}: error: {exc.strerror or exc}: "
-              f"{getattr(exc, 'filename', '') or ''}".rstrip(": "), file=sys.stderr)
+        print(
+            f"mixpilot {args.command}: error: {exc.strerror or exc}: "
+            f"{getattr(exc, 'filename', '') or ''}".rstrip(": "),
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130

@@ -17,7 +17,7 @@ from services.common.audio_io import encode_audio, read_audio
 from services.common.jobs import new_envelope, new_job_id
 from services.common.report import build_report, version_file
 from services.predictor.strategy import strategy_params
-from services.renderer.versions import rendered_message, render_versions, version_sets
+from services.renderer.versions import render_versions, rendered_message, version_sets
 
 Progress = Callable[[str, float], None]  # (what is happening, fraction done 0..1)
 
@@ -46,13 +46,25 @@ def mix_file(
     progress("reading", 0.0)
     data = Path(song).read_bytes()
     audio, sr, info = read_audio(data, max_duration_s=max_duration_s)
-    ref = pb.AudioRef(uri=Path(song).resolve().as_uri(), sha256=hashlib.sha256(data).hexdigest(),
-                      sample_rate=sr, channels=info.channels, frames=info.frames,
-                      format=info.format, subtype=info.subtype, filename=Path(song).name,
-                      size_bytes=len(data))
-    job = new_envelope(job_id=new_job_id(), tenant="local", input_ref=ref,
-                       target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
-                       genre_override=genre or "")
+    ref = pb.AudioRef(
+        uri=Path(song).resolve().as_uri(),
+        sha256=hashlib.sha256(data).hexdigest(),
+        sample_rate=sr,
+        channels=info.channels,
+        frames=info.frames,
+        format=info.format,
+        subtype=info.subtype,
+        filename=Path(song).name,
+        size_bytes=len(data),
+    )
+    job = new_envelope(
+        job_id=new_job_id(),
+        tenant="local",
+        input_ref=ref,
+        target_lufs=target_lufs,
+        ceiling_dbtp=ceiling_dbtp,
+        genre_override=genre or "",
+    )
 
     progress("analyzing", 0.05)
     start = time.perf_counter()
@@ -61,8 +73,9 @@ def mix_file(
 
     progress("predicting", 0.35)
     start = time.perf_counter()
-    job.predictions.append(pb.MixParams(version="strategy", values=strategy_params(job.analysis),
-                                        source="rules"))
+    job.predictions.append(
+        pb.MixParams(version="strategy", values=strategy_params(job.analysis), source="rules")
+    )
     job.timings_s["predict_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -73,14 +86,18 @@ def mix_file(
         progress(f"rendered {name}", 0.4 + 0.55 * done / total)
 
     progress(f"rendering {len(sets)} versions", 0.4)
-    rendered = render_versions(audio, sr, sets, target_lufs=target_lufs,
-                               ceiling_dbtp=ceiling_dbtp, on_progress=on_render)
+    rendered = render_versions(
+        audio, sr, sets, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp, on_progress=on_render
+    )
     outdir.mkdir(parents=True, exist_ok=True)
     for r in rendered:
         encoded = encode_audio(r.result.audio, sr, fmt="wav24")
         (outdir / version_file(r.name)).write_bytes(encoded)
-        ref = pb.AudioRef(uri=(outdir / version_file(r.name)).resolve().as_uri(),
-                          sha256=hashlib.sha256(encoded).hexdigest(), size_bytes=len(encoded))
+        ref = pb.AudioRef(
+            uri=(outdir / version_file(r.name)).resolve().as_uri(),
+            sha256=hashlib.sha256(encoded).hexdigest(),
+            size_bytes=len(encoded),
+        )
         job.outputs.append(rendered_message(r, ref, sr, source=sources.get(r.name, "neutral")))
     job.timings_s["render_s"] = time.perf_counter() - start
     job.stage = pb.STAGE_RENDERED

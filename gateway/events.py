@@ -9,9 +9,9 @@ import threading
 from google.protobuf.message import DecodeError
 from prometheus_client import Counter
 
+from gateway.store import JobStore
 from mixpilot.v1 import mixpilot_pb2 as pb
 from services.common import bus as busmod
-from gateway.store import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,15 @@ class EventApplier:
             event = pb.JobEvent.FromString(message.value)
         except DecodeError:
             APPLIED.labels(result="malformed").inc()
-            log.warning("malformed event skipped", extra={"offset": message.offset,
-                                                           "key": message.key})
+            log.warning(
+                "malformed event skipped", extra={"offset": message.offset, "key": message.key}
+            )
             return
         applied = self.store.apply_event(event)
         APPLIED.labels(result="applied" if applied else "ignored").inc()
-        log.debug("event", extra={"job_id": event.job_id, "event_id": event.event_id,
-                                  "applied": applied})
+        log.debug(
+            "event", extra={"job_id": event.job_id, "event_id": event.event_id, "applied": applied}
+        )
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.run, name="gateway-events", daemon=True)

@@ -9,6 +9,9 @@ from collections.abc import Callable
 import uvicorn
 from fastapi import FastAPI
 
+from gateway.api import Gateway, create_app
+from gateway.events import EventApplier
+from gateway.store import JobStore
 from services.analyzer.service import parts as analyzer_parts
 from services.common.blobstore import BlobStore, open_blob_store
 from services.common.bus import Bus, InMemoryBus, KafkaBus
@@ -18,23 +21,21 @@ from services.common.stage_worker import ALL_TOPICS, run_in_thread
 from services.common.telemetry import configure_logging
 from services.predictor.service import parts as predictor_parts
 from services.renderer.service import parts as renderer_parts
-from gateway.api import Gateway, create_app
-from gateway.events import EventApplier
-from gateway.store import JobStore
 
 log = logging.getLogger(__name__)
 
 STAGE_FACTORIES = (analyzer_parts, predictor_parts, renderer_parts)
 
 
-def build_gateway(settings: Settings, bus: Bus, blobs: BlobStore,
-                  store: JobStore) -> tuple[FastAPI, Callable[[], None]]:
+def build_gateway(
+    settings: Settings, bus: Bus, blobs: BlobStore, store: JobStore
+) -> tuple[FastAPI, Callable[[], None]]:
     """The API app with its event consumer running; returns (app, stop)."""
-    applier = EventApplier(bus=bus, store=store,
-                           group_id=f"{settings.consumer_group_prefix}-gateway")
+    applier = EventApplier(
+        bus=bus, store=store, group_id=f"{settings.consumer_group_prefix}-gateway"
+    )
     applier.start()
-    app = create_app(Gateway(settings=settings, store=store, blobs=blobs,
-                             producer=bus.producer()))
+    app = create_app(Gateway(settings=settings, store=store, blobs=blobs, producer=bus.producer()))
     return app, applier.stop
 
 
@@ -60,8 +61,13 @@ def build_one_machine(settings: Settings) -> tuple[FastAPI, Callable[[], None]]:
 def _serve(settings: Settings, app: FastAPI, stop: Callable[[], None]) -> None:
     log.info("gateway listening", extra={"host": settings.host, "port": settings.gateway_port})
     try:
-        uvicorn.run(app, host=settings.host, port=settings.gateway_port, log_config=None,
-                    timeout_graceful_shutdown=int(settings.grace_s))
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.gateway_port,
+            log_config=None,
+            timeout_graceful_shutdown=int(settings.grace_s),
+        )
     finally:
         stop()
 
@@ -70,8 +76,9 @@ def run_gateway(settings: Settings) -> None:
     """`mixpilot gateway`: the distributed gateway."""
     configure_logging(settings.log_level, json_lines=settings.log_json)
     settings.require_distributed("gateway")
-    bus = KafkaBus(settings.kafka_bootstrap or "",
-                   session_timeout_ms=settings.kafka_session_timeout_ms)
+    bus = KafkaBus(
+        settings.kafka_bootstrap or "", session_timeout_ms=settings.kafka_session_timeout_ms
+    )
     bus.ensure_topics(ALL_TOPICS, partitions=settings.topic_partitions)
     blobs = open_blob_store(settings.blob_url, s3_endpoint_url=settings.s3_endpoint_url)
     _serve(settings, *build_gateway(settings, bus, blobs, JobStore(settings.database_url)))

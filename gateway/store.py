@@ -169,7 +169,10 @@ class JobStore:
                 applies = row is not None and _moves_forward(row["state"], state)
                 conn.execute(
                     job_events.insert().values(
-                        event_id=event.event_id, job_id=event.job_id, state=state, at=at,
+                        event_id=event.event_id,
+                        job_id=event.job_id,
+                        state=state,
+                        at=at,
                         applied=applies,
                     )
                 )
@@ -186,12 +189,15 @@ class JobStore:
                     "updated_at": datetime.now(UTC),
                 }
                 if state == "failed":
-                    values.update(error_code=event.error.code or "internal",
-                                  error_message=event.error.message,
-                                  error_stage=event.error.stage)
+                    values.update(
+                        error_code=event.error.code or "internal",
+                        error_message=event.error.message,
+                        error_stage=event.error.stage,
+                    )
                 if state == "done":
-                    values.update(report_uri=event.report.uri,
-                                  outputs_json=json.dumps(_outputs(event)))
+                    values.update(
+                        report_uri=event.report.uri, outputs_json=json.dumps(_outputs(event))
+                    )
                 conn.execute(jobs.update().where(jobs.c.job_id == event.job_id).values(**values))
                 return True
         except IntegrityError:
@@ -223,8 +229,11 @@ def _outputs(event: pb.JobEvent) -> dict[str, dict[str, Any]]:
 def _record(row: Any) -> JobRecord:
     error = None
     if row["error_code"]:
-        error = {"code": row["error_code"], "message": row["error_message"] or "",
-                 "stage": row["error_stage"] or ""}
+        error = {
+            "code": row["error_code"],
+            "message": row["error_message"] or "",
+            "stage": row["error_stage"] or "",
+        }
     return JobRecord(
         job_id=row["job_id"],
         tenant=row["tenant"],

@@ -7,21 +7,40 @@ import numpy as np
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
-def sine(freq_hz: float, *, sr: int = 44100, duration_s: float = 2.0, amplitude: float = 0.5,
-         channels: int = 2, phase: float = 0.0) -> np.ndarray:
+def sine(
+    freq_hz: float,
+    *,
+    sr: int = 44100,
+    duration_s: float = 2.0,
+    amplitude: float = 0.5,
+    channels: int = 2,
+    phase: float = 0.0,
+) -> np.ndarray:
     t = np.arange(int(round(sr * duration_s))) / sr
     x = amplitude * np.sin(2 * np.pi * freq_hz * t + phase)
     return np.tile(x.astype(np.float32), (channels, 1))
 
 
-def white_noise(rng: np.random.Generator, *, sr: int = 44100, duration_s: float = 2.0,
-                amplitude: float = 0.1, channels: int = 2) -> np.ndarray:
+def white_noise(
+    rng: np.random.Generator,
+    *,
+    sr: int = 44100,
+    duration_s: float = 2.0,
+    amplitude: float = 0.1,
+    channels: int = 2,
+) -> np.ndarray:
     n = int(round(sr * duration_s))
     return (amplitude * rng.standard_normal((channels, n))).astype(np.float32)
 
 
-def click_track(bpm: float, *, sr: int = 44100, duration_s: float = 20.0, channels: int = 2,
-                accent_every: int = 4) -> np.ndarray:
+def click_track(
+    bpm: float,
+    *,
+    sr: int = 44100,
+    duration_s: float = 20.0,
+    channels: int = 2,
+    accent_every: int = 4,
+) -> np.ndarray:
     """Decaying 1.5 kHz clicks on every beat, the downbeat louder."""
     n = int(round(sr * duration_s))
     y = np.zeros(n, dtype=np.float64)
@@ -40,13 +59,24 @@ def midi_to_hz(note: float) -> float:
     return float(440.0 * 2.0 ** ((note - 69) / 12.0))
 
 
-def chord_progression(tonic: str, mode: str, *, sr: int = 22050, seconds_per_chord: float = 1.0,
-                      repeats: int = 4, channels: int = 2) -> np.ndarray:
+def chord_progression(
+    tonic: str,
+    mode: str,
+    *,
+    sr: int = 22050,
+    seconds_per_chord: float = 1.0,
+    repeats: int = 4,
+    channels: int = 2,
+) -> np.ndarray:
     """I-IV-V-I (major) or i-iv-v-i (minor) with harmonic-rich tones, so key is unambiguous."""
     root = 48 + NOTE_NAMES.index(tonic)
     third = 4 if mode == "major" else 3
-    triads = [(0, third, 7), (5, 5 + third, 12), (7, 7 + (4 if mode == "major" else 3), 14),
-              (0, third, 7)]
+    triads = [
+        (0, third, 7),
+        (5, 5 + third, 12),
+        (7, 7 + (4 if mode == "major" else 3), 14),
+        (0, third, 7),
+    ]
     n = int(sr * seconds_per_chord)
     t = np.arange(n) / sr
     env = np.minimum(1.0, t / 0.02) * np.exp(-t / 1.5)
@@ -64,12 +94,18 @@ def chord_progression(tonic: str, mode: str, *, sr: int = 22050, seconds_per_cho
     return np.tile(x, (channels, 1))
 
 
-def little_song(*, sr: int = 44100, duration_s: float = 8.0, bpm: float = 120.0,
-                channels: int = 2) -> np.ndarray:
+def little_song(
+    *, sr: int = 44100, duration_s: float = 8.0, bpm: float = 120.0, channels: int = 2
+) -> np.ndarray:
     """Chords over a click-track beat, stereo-offset: enough music for every stage."""
-    chords = chord_progression("A", "minor", sr=sr, seconds_per_chord=60.0 / bpm * 2,
-                               repeats=int(np.ceil(duration_s / (4 * 120.0 / bpm))) + 1,
-                               channels=1)[0]
+    chords = chord_progression(
+        "A",
+        "minor",
+        sr=sr,
+        seconds_per_chord=60.0 / bpm * 2,
+        repeats=int(np.ceil(duration_s / (4 * 120.0 / bpm))) + 1,
+        channels=1,
+    )[0]
     beat = click_track(bpm, sr=sr, duration_s=duration_s, channels=1)[0]
     n = int(round(sr * duration_s))
     mono = 0.7 * chords[:n] + 0.5 * beat[:n]
@@ -79,8 +115,9 @@ def little_song(*, sr: int = 44100, duration_s: float = 8.0, bpm: float = 120.0,
     return np.stack([mono, right]).astype(np.float32)
 
 
-def write_audio_file(path, audio: np.ndarray, sr: int, *, subtype: str = "PCM_16",
-                     fmt: str | None = None) -> None:
+def write_audio_file(
+    path, audio: np.ndarray, sr: int, *, subtype: str = "PCM_16", fmt: str | None = None
+) -> None:
     """Write a test file with soundfile (format from the extension unless ``fmt``)."""
     import soundfile as sf
 
@@ -92,9 +129,17 @@ def _decay(sr: int, length_s: float, tau_s: float) -> np.ndarray:
     return np.exp(-t / tau_s)
 
 
-def drum_loop(bpm: float, *, rng: np.random.Generator, sr: int = 44100, duration_s: float = 12.0,
-              channels: int = 2, four_on_the_floor: bool = False, hats_per_beat: int = 2,
-              bass: bool = True) -> np.ndarray:
+def drum_loop(
+    bpm: float,
+    *,
+    rng: np.random.Generator,
+    sr: int = 44100,
+    duration_s: float = 12.0,
+    channels: int = 2,
+    four_on_the_floor: bool = False,
+    hats_per_beat: int = 2,
+    bass: bool = True,
+) -> np.ndarray:
     """Synthetic drum kit: kick, snare on beats 2 and 4, closed hats, optional sub bass.
 
     ``four_on_the_floor`` puts the kick on every beat (electronic); otherwise it plays beats 1
@@ -107,8 +152,14 @@ def drum_loop(bpm: float, *, rng: np.random.Generator, sr: int = 44100, duration
     tk = np.arange(kick_env.size) / sr
     kick = 0.9 * np.sin(2 * np.pi * (50 * tk + 60 * 0.03 * (1 - np.exp(-tk / 0.03)))) * kick_env
     snare_env = _decay(sr, 0.2, 0.05)
-    snare = 0.45 * snare_env * (rng.standard_normal(snare_env.size)
-                                + np.sin(2 * np.pi * 190 * np.arange(snare_env.size) / sr))
+    snare = (
+        0.45
+        * snare_env
+        * (
+            rng.standard_normal(snare_env.size)
+            + np.sin(2 * np.pi * 190 * np.arange(snare_env.size) / sr)
+        )
+    )
     hat_env = _decay(sr, 0.05, 0.01)
     hat = 0.15 * hat_env * np.diff(rng.standard_normal(hat_env.size + 1))
     mid = np.zeros(n)

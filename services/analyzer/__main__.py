@@ -1,4 +1,4 @@
-"""`python -m services.analyzer` (same as `mixpilot analyzer`): run the analyzer as its own process."""
+"""Run the analyzer as its own process (same as `mixpilot analyzer`)."""
 
 from services.analyzer.service import parts
 from services.common.service_runner import service_main

@@ -131,8 +131,11 @@ def read_audio(
             f"the file is truncated: header says {info.frames} frames, found {audio.shape[1]}"
         )
     check_audio(audio, int(sr))
-    return audio, int(sr), AudioInfo(int(sr), audio.shape[0], audio.shape[1], info.format,
-                                     info.subtype)
+    return (
+        audio,
+        int(sr),
+        AudioInfo(int(sr), audio.shape[0], audio.shape[1], info.format, info.subtype),
+    )
 
 
 def check_audio(audio: np.ndarray, sample_rate: int) -> None:
@@ -172,7 +175,8 @@ def encode_audio(audio: np.ndarray, sample_rate: int, *, fmt: str = "wav24") -> 
     return buf.getvalue()
 
 
-def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, *,
-                fmt: str = "wav24") -> None:
+def write_audio(
+    path: str | Path, audio: np.ndarray, sample_rate: int, *, fmt: str = "wav24"
+) -> None:
     """Write ``audio`` to ``path`` (see :func:`encode_audio`)."""
     Path(path).write_bytes(encode_audio(audio, sample_rate, fmt=fmt))

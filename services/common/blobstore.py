@@ -137,8 +137,9 @@ class S3BlobStore:
         sha = sha256_file(path)
         key = self._object_key(_key(sha, suffix))
         self.client.upload_file(str(path), self.bucket, key)
-        return StoredBlob(uri=f"s3://{self.bucket}/{key}", sha256=sha,
-                          size_bytes=path.stat().st_size)
+        return StoredBlob(
+            uri=f"s3://{self.bucket}/{key}", sha256=sha, size_bytes=path.stat().st_size
+        )
 
     def _get(self, uri: str):  # type: ignore[no-untyped-def]
         from botocore.exceptions import ClientError

@@ -40,7 +40,9 @@ def build_report(job: pb.JobEnvelope) -> dict[str, Any]:
             "label": VERSION_LABELS.get(out.name, out.name),
             "file": version_file(out.name),
             "sha256": out.audio.sha256,
-            "params": {k: round(out.params.values[k], 4) for k in BY_NAME if k in out.params.values},
+            "params": {
+                k: round(out.params.values[k], 4) for k in BY_NAME if k in out.params.values
+            },
             "source": out.params.source,
             "loudness_lufs": round(out.loudness_lufs, 2),
             "true_peak_dbtp": round(out.true_peak_dbtp, 2),

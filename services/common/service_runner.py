@@ -57,16 +57,18 @@ def run_stage_service(factory: PartsFactory, settings: Settings, role: Role) -> 
     metrics_port = settings.metrics_port_for(role)
     if metrics_port:
         start_http_server(metrics_port, addr=settings.host)
-    bus = KafkaBus(settings.kafka_bootstrap or "",
-                   session_timeout_ms=settings.kafka_session_timeout_ms)
+    bus = KafkaBus(
+        settings.kafka_bootstrap or "", session_timeout_ms=settings.kafka_session_timeout_ms
+    )
     bus.ensure_topics(ALL_TOPICS, partitions=settings.topic_partitions)
     server, port, health = create_server(f"{settings.host}:{parts.port}", parts.register)
     server.start()
     worker = build_worker(parts, settings, bus)
     thread = run_in_thread(worker)
     set_serving(health, [parts.service_name], True)
-    log.info("service started", extra={"role": role, "grpc_port": port,
-                                       "metrics_port": metrics_port})
+    log.info(
+        "service started", extra={"role": role, "grpc_port": port, "metrics_port": metrics_port}
+    )
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

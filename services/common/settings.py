@@ -26,7 +26,9 @@ class Settings(BaseSettings):
         "sqlite:///mixpilot-data/jobs.sqlite3",
         description="postgresql://... (distributed) or sqlite:///path (one machine)",
     )
-    blob_url: str = Field("file://mixpilot-data/blobs", description="file://DIR or s3://BUCKET/PREFIX")
+    blob_url: str = Field(
+        "file://mixpilot-data/blobs", description="file://DIR or s3://BUCKET/PREFIX"
+    )
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, tests)")
 
     # Network.
@@ -35,7 +37,9 @@ class Settings(BaseSettings):
     analyzer_port: int = Field(50051, ge=0, le=65535)
     predictor_port: int = Field(50052, ge=0, le=65535)
     renderer_port: int = Field(50053, ge=0, le=65535)
-    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus port; 0 = per-role default")
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Prometheus port; 0 = per-role default"
+    )
 
     # Limits and job defaults.
     max_upload_mb: float = Field(500.0, gt=0)

@@ -42,18 +42,27 @@ class StageSpec:
 
 
 STAGES: dict[str, StageSpec] = {
-    "analyzer": StageSpec("analyzer", busmod.SUBMITTED, busmod.ANALYZED,
-                          pb.JOB_STATE_ANALYZING, 0.05, 0.35),
-    "predictor": StageSpec("predictor", busmod.ANALYZED, busmod.PREDICTED,
-                           pb.JOB_STATE_PREDICTING, 0.35, 0.45),
-    "renderer": StageSpec("renderer", busmod.PREDICTED, busmod.RENDERED,
-                          pb.JOB_STATE_RENDERING, 0.45, 1.0, final=True),
+    "analyzer": StageSpec(
+        "analyzer", busmod.SUBMITTED, busmod.ANALYZED, pb.JOB_STATE_ANALYZING, 0.05, 0.35
+    ),
+    "predictor": StageSpec(
+        "predictor", busmod.ANALYZED, busmod.PREDICTED, pb.JOB_STATE_PREDICTING, 0.35, 0.45
+    ),
+    "renderer": StageSpec(
+        "renderer", busmod.PREDICTED, busmod.RENDERED, pb.JOB_STATE_RENDERING, 0.45, 1.0, final=True
+    ),
 }
 
 
 #: Every topic of the flow, created (idempotently) by each process at start.
-ALL_TOPICS = (busmod.SUBMITTED, busmod.ANALYZED, busmod.PREDICTED, busmod.RENDERED, busmod.EVENTS,
-              busmod.DLQ)
+ALL_TOPICS = (
+    busmod.SUBMITTED,
+    busmod.ANALYZED,
+    busmod.PREDICTED,
+    busmod.RENDERED,
+    busmod.EVENTS,
+    busmod.DLQ,
+)
 
 
 class StageWorker:
@@ -88,8 +97,9 @@ class StageWorker:
         producer = self.bus.producer()
         consumer = self.bus.consumer([self.spec.in_topic], group_id=self.group_id)
         self.ready.set()
-        log.info("stage worker started", extra={"stage": self.spec.name,
-                                                 "topic": self.spec.in_topic})
+        log.info(
+            "stage worker started", extra={"stage": self.spec.name, "topic": self.spec.in_topic}
+        )
         try:
             while not self._stop.is_set():
                 for message in consumer.poll(0.5):
@@ -114,12 +124,20 @@ class StageWorker:
                 raise InvalidMessageError("job envelope without job_id")
         except (DecodeError, InvalidMessageError) as exc:
             err = InvalidMessageError(f"malformed job envelope on {message.topic}: {exc}")
-            self._dead_letter(message, producer, job_error(err, stage=self.spec.name),
-                              job_id=message.key)
+            self._dead_letter(
+                message, producer, job_error(err, stage=self.spec.name), job_id=message.key
+            )
             return
         jlog = job_logger(__name__, job.job_id, stage=self.spec.name)
-        self._event(producer, make_event(job, self.spec.running_state, stage=self.spec.name,
-                                         progress=self.spec.progress_start))
+        self._event(
+            producer,
+            make_event(
+                job,
+                self.spec.running_state,
+                stage=self.spec.name,
+                progress=self.spec.progress_start,
+            ),
+        )
         with self.metrics.track():
             result, error = self._process_with_retries(job, jlog)
         if error is not None:
@@ -130,13 +148,16 @@ class StageWorker:
         assert result is not None
         producer.send(self.spec.out_topic, key=job.job_id, value=result.SerializeToString())
         if self.spec.final:
-            self._event(producer, make_event(result, pb.JOB_STATE_DONE, stage=self.spec.name,
-                                             progress=1.0))
+            self._event(
+                producer, make_event(result, pb.JOB_STATE_DONE, stage=self.spec.name, progress=1.0)
+            )
         self.metrics.processed.inc()
         jlog.info("job stage done", extra={"timings_s": dict(result.timings_s)})
 
     def _process_with_retries(
-        self, job: pb.JobEnvelope, jlog: logging.LoggerAdapter  # type: ignore[type-arg]
+        self,
+        job: pb.JobEnvelope,
+        jlog: logging.LoggerAdapter,  # type: ignore[type-arg]
     ) -> tuple[pb.JobEnvelope | None, pb.JobError | None]:
         for attempt in range(1, self.max_attempts + 1):
             try:
@@ -156,11 +177,18 @@ class StageWorker:
             jlog.warning("retrying", extra={"attempt": attempt, "reason": str(reason)})
             if self._stop.wait(self.retry_backoff_s * 2 ** (attempt - 1)):
                 break
-        return None, pb.JobError(code="interrupted", message="worker stopped during retries",
-                                 stage=self.spec.name)
+        return None, pb.JobError(
+            code="interrupted", message="worker stopped during retries", stage=self.spec.name
+        )
 
-    def _dead_letter(self, message: busmod.Message, producer: busmod.Producer,
-                     error: pb.JobError, *, job_id: str | None) -> None:
+    def _dead_letter(
+        self,
+        message: busmod.Message,
+        producer: busmod.Producer,
+        error: pb.JobError,
+        *,
+        job_id: str | None,
+    ) -> None:
         headers = {
             "error_code": error.code,
             "error_message": error.message,
@@ -171,8 +199,13 @@ class StageWorker:
         }
         producer.send(busmod.DLQ, key=job_id, value=message.value, headers=headers)
         if job_id:
-            failed = make_event(pb.JobEnvelope(job_id=job_id), pb.JOB_STATE_FAILED,
-                                stage=self.spec.name, progress=1.0, error=error)
+            failed = make_event(
+                pb.JobEnvelope(job_id=job_id),
+                pb.JOB_STATE_FAILED,
+                stage=self.spec.name,
+                progress=1.0,
+                error=error,
+            )
             self._event(producer, failed)
 
     def _event(self, producer: busmod.Producer, event: pb.JobEvent) -> None:

@@ -66,7 +66,9 @@ class StageMetrics:
     def __init__(self, stage: str, registry: CollectorRegistry) -> None:
         self.stage = stage
         self.processed = Counter(
-            f"mixpilot_{stage}_jobs_processed_total", f"Jobs the {stage} finished", registry=registry
+            f"mixpilot_{stage}_jobs_processed_total",
+            f"Jobs the {stage} finished",
+            registry=registry,
         )
         self.failed = Counter(
             f"mixpilot_{stage}_jobs_failed_total",

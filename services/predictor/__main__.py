@@ -1,7 +1,7 @@
-"""`python -m services.predictor` (same as `mixpilot predictor`): run the predictor as its own process."""
+"""Run the predictor as its own process (same as `mixpilot predictor`)."""
 
-from services.predictor.service import parts
 from services.common.service_runner import service_main
+from services.predictor.service import parts
 
 if __name__ == "__main__":
     raise SystemExit(service_main(parts, "predictor"))

@@ -24,35 +24,78 @@ class GenrePreset:
 PRESETS: dict[str, GenrePreset] = {
     # Pop: clean low end, presence and brightness, firm control.
     "pop": GenrePreset(
-        eq={"eq_hpf_freq_hz": 30.0, "eq_low_mid_freq_hz": 300.0, "eq_low_mid_gain_db": -1.5,
-            "eq_high_mid_freq_hz": 3500.0, "eq_high_mid_gain_db": 1.0,
-            "eq_high_shelf_freq_hz": 10000.0, "eq_high_shelf_gain_db": 2.0},
-        comp_threshold_below_rms_db=6.0, comp_ratio=3.0, comp_attack_ms=10.0, comp_knee_db=6.0,
+        eq={
+            "eq_hpf_freq_hz": 30.0,
+            "eq_low_mid_freq_hz": 300.0,
+            "eq_low_mid_gain_db": -1.5,
+            "eq_high_mid_freq_hz": 3500.0,
+            "eq_high_mid_gain_db": 1.0,
+            "eq_high_shelf_freq_hz": 10000.0,
+            "eq_high_shelf_gain_db": 2.0,
+        },
+        comp_threshold_below_rms_db=6.0,
+        comp_ratio=3.0,
+        comp_attack_ms=10.0,
+        comp_knee_db=6.0,
     ),
     # Rock: guitar presence around 2-4 kHz, tighter low-mids, punchy (slower attack).
     "rock": GenrePreset(
-        eq={"eq_hpf_freq_hz": 35.0, "eq_low_mid_freq_hz": 400.0, "eq_low_mid_gain_db": -2.0,
-            "eq_mid_freq_hz": 2500.0, "eq_mid_gain_db": 1.5, "eq_high_shelf_gain_db": 1.0},
-        comp_threshold_below_rms_db=5.0, comp_ratio=4.0, comp_attack_ms=20.0, comp_knee_db=4.0,
+        eq={
+            "eq_hpf_freq_hz": 35.0,
+            "eq_low_mid_freq_hz": 400.0,
+            "eq_low_mid_gain_db": -2.0,
+            "eq_mid_freq_hz": 2500.0,
+            "eq_mid_gain_db": 1.5,
+            "eq_high_shelf_gain_db": 1.0,
+        },
+        comp_threshold_below_rms_db=5.0,
+        comp_ratio=4.0,
+        comp_attack_ms=20.0,
+        comp_knee_db=4.0,
     ),
     # Electronic: sub weight kept, low-mid mud out, air on top.
     "electronic": GenrePreset(
-        eq={"eq_hpf_freq_hz": 22.0, "eq_low_shelf_freq_hz": 60.0, "eq_low_shelf_gain_db": 1.5,
-            "eq_low_mid_freq_hz": 250.0, "eq_low_mid_gain_db": -2.0,
-            "eq_high_shelf_freq_hz": 12000.0, "eq_high_shelf_gain_db": 1.5},
-        comp_threshold_below_rms_db=4.0, comp_ratio=4.0, comp_attack_ms=5.0, comp_knee_db=6.0,
+        eq={
+            "eq_hpf_freq_hz": 22.0,
+            "eq_low_shelf_freq_hz": 60.0,
+            "eq_low_shelf_gain_db": 1.5,
+            "eq_low_mid_freq_hz": 250.0,
+            "eq_low_mid_gain_db": -2.0,
+            "eq_high_shelf_freq_hz": 12000.0,
+            "eq_high_shelf_gain_db": 1.5,
+        },
+        comp_threshold_below_rms_db=4.0,
+        comp_ratio=4.0,
+        comp_attack_ms=5.0,
+        comp_knee_db=6.0,
     ),
     # Jazz: warmth, gentle dynamics control, no hype.
     "jazz": GenrePreset(
-        eq={"eq_hpf_freq_hz": 25.0, "eq_low_shelf_freq_hz": 150.0, "eq_low_shelf_gain_db": 1.0,
-            "eq_high_mid_freq_hz": 5000.0, "eq_high_mid_gain_db": -0.5},
-        comp_threshold_below_rms_db=10.0, comp_ratio=1.8, comp_attack_ms=30.0, comp_knee_db=12.0,
+        eq={
+            "eq_hpf_freq_hz": 25.0,
+            "eq_low_shelf_freq_hz": 150.0,
+            "eq_low_shelf_gain_db": 1.0,
+            "eq_high_mid_freq_hz": 5000.0,
+            "eq_high_mid_gain_db": -0.5,
+        },
+        comp_threshold_below_rms_db=10.0,
+        comp_ratio=1.8,
+        comp_attack_ms=30.0,
+        comp_knee_db=12.0,
     ),
     # Ballad: vocal clarity and air, soft and slow control.
     "ballad": GenrePreset(
-        eq={"eq_hpf_freq_hz": 40.0, "eq_low_mid_freq_hz": 300.0, "eq_low_mid_gain_db": -1.0,
-            "eq_high_shelf_freq_hz": 12000.0, "eq_high_shelf_gain_db": 2.0},
-        comp_threshold_below_rms_db=8.0, comp_ratio=2.5, comp_attack_ms=25.0, comp_knee_db=10.0,
+        eq={
+            "eq_hpf_freq_hz": 40.0,
+            "eq_low_mid_freq_hz": 300.0,
+            "eq_low_mid_gain_db": -1.0,
+            "eq_high_shelf_freq_hz": 12000.0,
+            "eq_high_shelf_gain_db": 2.0,
+        },
+        comp_threshold_below_rms_db=8.0,
+        comp_ratio=2.5,
+        comp_attack_ms=25.0,
+        comp_knee_db=10.0,
     ),
 }
 
@@ -80,8 +123,9 @@ def strategy_params(analysis: pb.Analysis) -> dict[str, float]:
         ratio = 1.0 + (ratio - 1.0) * 0.5
     elif crest > 18.0:  # very peaky: a little more control
         ratio = ratio * 1.25
-    values["comp_threshold_db"] = _clip("comp_threshold_db",
-                                        rms_db + preset.comp_threshold_below_rms_db)
+    values["comp_threshold_db"] = _clip(
+        "comp_threshold_db", rms_db + preset.comp_threshold_below_rms_db
+    )
     values["comp_ratio"] = _clip("comp_ratio", ratio)
     values["comp_attack_ms"] = preset.comp_attack_ms
     beat_ms = 60000.0 / analysis.tempo_bpm if analysis.tempo_bpm > 0 else 500.0

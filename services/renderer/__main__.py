@@ -1,4 +1,4 @@
-"""`python -m services.renderer` (same as `mixpilot renderer`): run the renderer as its own process."""
+"""Run the renderer as its own process (same as `mixpilot renderer`)."""
 
 from services.renderer.service import parts
 from services.common.service_runner import service_main

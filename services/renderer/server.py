@@ -23,8 +23,12 @@ class RendererServicer(pb_grpc.RendererServicer):
     def Render(  # noqa: N802 - gRPC method name
         self, request: pb.RenderRequest, context: grpc.ServicerContext
     ) -> pb.RenderResponse:
-        job = render_job(request.job, blobs=self.blobs, max_duration_s=self.max_duration_s,
-                         extra=list(request.extra))
+        job = render_job(
+            request.job,
+            blobs=self.blobs,
+            max_duration_s=self.max_duration_s,
+            extra=list(request.extra),
+        )
         return pb.RenderResponse(job=job)
 
 

@@ -13,7 +13,7 @@ from services.common.blobstore import BlobStore
 from services.common.errors import InvalidMessageError
 from services.common.jobs import Stopwatch
 from services.common.report import build_report
-from services.renderer.versions import rendered_message, render_versions, version_sets
+from services.renderer.versions import render_versions, rendered_message, version_sets
 
 
 def render_job(
@@ -52,6 +52,12 @@ def render_job(
     out.timings_s["render_s"] = clock.elapsed_s
     report = json.dumps(build_report(out), indent=2).encode()
     stored = blobs.put_bytes(report, suffix=".json")
-    out.report.CopyFrom(pb.AudioRef(uri=stored.uri, sha256=stored.sha256,
-                                    filename="report.json", size_bytes=stored.size_bytes))
+    out.report.CopyFrom(
+        pb.AudioRef(
+            uri=stored.uri,
+            sha256=stored.sha256,
+            filename="report.json",
+            size_bytes=stored.size_bytes,
+        )
+    )
     return out

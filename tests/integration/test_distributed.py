@@ -8,127 +8,41 @@ from __future__ import annotations
 import io
 import os
 import signal
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.store import JobStore
 from mixpilot.v1 import mixpilot_pb2 as pb
 from mixpilot.v1 import mixpilot_pb2_grpc as pb_grpc
 from services.common.bus import DLQ, RENDERED, KafkaBus
 from services.common.loudness import integrated_loudness, true_peak_dbtp
-from gateway.store import JobStore
-from tests.infra import free_port, log_tail, start_process, stop_process, wait_until
-from tests.signals import little_song, write_audio_file
+from tests.cluster import Cluster, running_cluster
+from tests.infra import wait_until
+from tests.signals import little_song
 
-ROLES = ("analyzer", "predictor", "renderer", "gateway")
 MAX_UPLOAD_MB = 12
 MAX_DURATION_S = 300
-
-
-@dataclass
-class Cluster:
-    env: dict[str, str]
-    workdir: Path
-    gateway_url: str
-    grpc_ports: dict[str, int]
-    database_url: str
-    bootstrap: str
-    procs: dict[str, object] = field(default_factory=dict)
-
-    def start(self, role: str) -> None:
-        env = {**self.env, "MIXPILOT_METRICS_PORT": str(free_port())}
-        cmd = [sys.executable, "-m", "gateway.cli", role]
-        self.procs[role] = start_process(cmd, env=env, log_path=self.workdir / f"{role}.log")
-
-    def log(self, role: str) -> str:
-        return log_tail(self.workdir / f"{role}.log", 40)
-
-    def wait_serving(self, role: str, timeout_s: float = 90.0) -> None:
-        port = self.grpc_ports[role]
-
-        def serving() -> bool:
-            proc = self.procs[role]
-            if proc.poll() is not None:  # type: ignore[attr-defined]
-                raise AssertionError(f"{role} exited:\n{self.log(role)}")
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-                resp = health_pb2_grpc.HealthStub(ch).Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=2
-                )
-            return resp.status == health_pb2.HealthCheckResponse.SERVING
-
-        wait_until(
-            serving,
-            timeout_s=timeout_s,
-            interval_s=0.3,
-            what=f"{role} to serve",
-            ignore=(grpc.RpcError,),
-        )
 
 
 @pytest.fixture(scope="module")
 def cluster(
     kafka_bootstrap: str, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
-    workdir = tmp_path_factory.mktemp("cluster")
-    ports = {role: free_port() for role in ROLES}
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "MIXPILOT_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "MIXPILOT_DATABASE_URL": postgres_url,
-        "MIXPILOT_BLOB_URL": f"file://{workdir / 'blobs'}",
-        "MIXPILOT_GATEWAY_PORT": str(ports["gateway"]),
-        "MIXPILOT_ANALYZER_PORT": str(ports["analyzer"]),
-        "MIXPILOT_PREDICTOR_PORT": str(ports["predictor"]),
-        "MIXPILOT_RENDERER_PORT": str(ports["renderer"]),
-        "MIXPILOT_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "MIXPILOT_MAX_ATTEMPTS": "2",
-        "MIXPILOT_RETRY_BACKOFF_S": "0.1",
-        "MIXPILOT_MAX_UPLOAD_MB": str(MAX_UPLOAD_MB),
-        "MIXPILOT_MAX_DURATION_S": str(MAX_DURATION_S),
-        "MIXPILOT_TOPIC_PARTITIONS": "2",
-        "NUMBA_CACHE_DIR": str(workdir / "numba-cache"),
-    }
-    c = Cluster(
-        env=env,
-        workdir=workdir,
-        gateway_url=f"http://127.0.0.1:{ports['gateway']}",
-        grpc_ports=ports,
-        database_url=postgres_url,
-        bootstrap=kafka_bootstrap,
-    )
-    try:
-        for role in ROLES:
-            c.start(role)
-        for role in ("analyzer", "predictor", "renderer"):
-            c.wait_serving(role)
-
-        def gateway_ready() -> bool:
-            if c.procs["gateway"].poll() is not None:  # type: ignore[attr-defined]
-                raise AssertionError(f"gateway exited:\n{c.log('gateway')}")
-            return httpx.get(f"{c.gateway_url}/readyz", timeout=2).status_code == 200
-
-        wait_until(
-            gateway_ready,
-            timeout_s=90,
-            interval_s=0.3,
-            what="the gateway",
-            ignore=(httpx.HTTPError,),
-        )
+    with running_cluster(
+        kafka_bootstrap,
+        postgres_url,
+        tmp_path_factory.mktemp("cluster"),
+        MIXPILOT_MAX_UPLOAD_MB=str(MAX_UPLOAD_MB),
+        MIXPILOT_MAX_DURATION_S=str(MAX_DURATION_S),
+    ) as c:
         yield c
-    finally:
-        for proc in c.procs.values():
-            stop_process(proc)  # type: ignore[arg-type]
 
 
 def _wav_bytes(audio: np.ndarray, sr: int, subtype: str = "PCM_16") -> bytes:
@@ -159,8 +73,7 @@ def _wait_state(c: Cluster, job_id: str, states: set[str], timeout_s: float = 18
             ignore=(httpx.HTTPError,),
         )
     except TimeoutError as exc:
-        logs = "\n".join(f"--- {r}\n{c.log(r)}" for r in ROLES)
-        raise AssertionError(f"{exc}; last: {seen}\n{logs}") from None
+        raise AssertionError(f"{exc}; last: {seen}\n{c.logs()}") from None
     return seen
 
 

@@ -26,8 +26,9 @@ def s3_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3BlobStore]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     try:
-        store = open_blob_store("s3://mixpilot-test/blobs",
-                                s3_endpoint_url=f"http://127.0.0.1:{port}")
+        store = open_blob_store(
+            "s3://mixpilot-test/blobs", s3_endpoint_url=f"http://127.0.0.1:{port}"
+        )
         assert isinstance(store, S3BlobStore)
         store.client.create_bucket(Bucket="mixpilot-test")
         yield store
@@ -62,8 +63,7 @@ def test_local_store(tmp_path: Path) -> None:
 def test_local_store_refuses_paths_outside_it(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path / "blobs")
     (tmp_path / "secret").write_text("x")
-    for uri in (f"file://{tmp_path / 'secret'}", f"file://{tmp_path}/blobs/../secret",
-                "s3://b/k"):
+    for uri in (f"file://{tmp_path / 'secret'}", f"file://{tmp_path}/blobs/../secret", "s3://b/k"):
         with pytest.raises(NotFoundError):
             store.get_bytes(uri)
 

@@ -49,16 +49,24 @@ def test_mix_writes_versions_and_report(tmp_path: Path, capsys: pytest.CaptureFi
 
 @pytest.mark.parametrize(
     ("sr", "channels", "ext", "subtype"),
-    [(8000, 1, "wav", "PCM_16"), (22050, 2, "flac", "PCM_24"), (48000, 2, "wav", "FLOAT"),
-     (96000, 1, "wav", "PCM_24"), (192000, 2, "wav", "PCM_16"), (44100, 2, "mp3", None)],
+    [
+        (8000, 1, "wav", "PCM_16"),
+        (22050, 2, "flac", "PCM_24"),
+        (48000, 2, "wav", "FLOAT"),
+        (96000, 1, "wav", "PCM_24"),
+        (192000, 2, "wav", "PCM_16"),
+        (44100, 2, "mp3", None),
+    ],
 )
-def test_mix_formats_rates_and_layouts(tmp_path: Path, sr: int, channels: int, ext: str,
-                                       subtype: str | None) -> None:
+def test_mix_formats_rates_and_layouts(
+    tmp_path: Path, sr: int, channels: int, ext: str, subtype: str | None
+) -> None:
     song = little_song(sr=sr, duration_s=3.0, channels=channels)
     src = tmp_path / f"in.{ext}"
     write_audio_file(src, song, sr, subtype=subtype or "MPEG_LAYER_III")
-    assert main(["mix", str(src), "-o", str(tmp_path / "out"), "--quiet",
-                 "--target-lufs", "ebu"]) == 0
+    assert (
+        main(["mix", str(src), "-o", str(tmp_path / "out"), "--quiet", "--target-lufs", "ebu"]) == 0
+    )
     frames = sf.info(src).frames
     _check_outputs(tmp_path / "out", frames, sr, -23.0)
 
@@ -71,8 +79,9 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
     files["not audio"] = (tmp / "text.wav", "not a readable audio file")
     write_audio_file(tmp / "silent.wav", np.zeros((2, 44100 * 2), np.float32), 44100)
     files["silence"] = (tmp / "silent.wav", "silent")
-    write_audio_file(tmp / "nan.wav", np.full((1, 44100 * 2), np.nan, np.float32), 44100,
-                     subtype="FLOAT")
+    write_audio_file(
+        tmp / "nan.wav", np.full((1, 44100 * 2), np.nan, np.float32), 44100, subtype="FLOAT"
+    )
     files["nan"] = (tmp / "nan.wav", "NaN")
     write_audio_file(tmp / "short.wav", little_song(sr=44100, duration_s=0.2), 44100)
     files["too short"] = (tmp / "short.wav", "at least")
@@ -83,15 +92,19 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
     files["truncated header"] = (tmp / "truncated.wav", "")
     write_audio_file(tmp / "rate.wav", little_song(sr=4000, duration_s=2.0, channels=1), 4000)
     files["4 kHz"] = (tmp / "rate.wav", "sample rate")
-    write_audio_file(tmp / "surround.wav", np.tile(little_song(sr=8000, duration_s=2.0,
-                                                               channels=1), (6, 1)), 8000)
+    write_audio_file(
+        tmp / "surround.wav",
+        np.tile(little_song(sr=8000, duration_s=2.0, channels=1), (6, 1)),
+        8000,
+    )
     files["6 channels"] = (tmp / "surround.wav", "channels")
     files["missing"] = (tmp / "nope.wav", "no such file")
     return files
 
 
-def test_bad_input_exits_non_zero_with_one_line(tmp_path: Path,
-                                                capsys: pytest.CaptureFixture) -> None:
+def test_bad_input_exits_non_zero_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     for label, (path, fragment) in _bad_files(tmp_path).items():
         code = main(["mix", str(path), "-o", str(tmp_path / "out"), "--quiet"])
         err = capsys.readouterr().err.strip()
@@ -101,8 +114,9 @@ def test_bad_input_exits_non_zero_with_one_line(tmp_path: Path,
     assert not (tmp_path / "out").exists()
 
 
-def test_too_long_respects_configured_limit(tmp_path: Path, capsys: pytest.CaptureFixture,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_too_long_respects_configured_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MIXPILOT_MAX_DURATION_S", "5")
     src = tmp_path / "long.wav"
     write_audio_file(src, little_song(sr=8000, duration_s=6.0, channels=1), 8000)
@@ -113,12 +127,24 @@ def test_too_long_respects_configured_limit(tmp_path: Path, capsys: pytest.Captu
 def test_analyze_json_has_the_stable_fields(tmp_path: Path) -> None:
     src = tmp_path / "a.flac"
     write_audio_file(src, little_song(sr=44100, duration_s=8.0), 44100, subtype="PCM_24")
-    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "analyze", str(src), "--json"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "analyze", str(src), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     a = json.loads(proc.stdout)
-    for field in ("tempo_bpm", "key", "genre", "loudness_lufs", "true_peak_dbtp", "duration_s",
-                  "sample_rate", "channels"):
+    for field in (
+        "tempo_bpm",
+        "key",
+        "genre",
+        "loudness_lufs",
+        "true_peak_dbtp",
+        "duration_s",
+        "sample_rate",
+        "channels",
+    ):
         assert field in a
     assert a["genre"] in {"pop", "rock", "electronic", "jazz", "ballad"}
     assert abs(a["tempo_bpm"] - 120.0) <= 2.4

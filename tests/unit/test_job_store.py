@@ -4,22 +4,27 @@ from pathlib import Path
 
 import pytest
 
+from gateway.store import JobStore
 from mixpilot.v1 import mixpilot_pb2 as pb
 from services.common.jobs import make_event
-from gateway.store import JobStore
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> JobStore:
     s = JobStore(f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
-    s.create_job(job_id="j1", tenant="t", filename="a.wav", input_uri="file:///a",
-                 input_sha256="0" * 64, options={})
+    s.create_job(
+        job_id="j1",
+        tenant="t",
+        filename="a.wav",
+        input_uri="file:///a",
+        input_sha256="0" * 64,
+        options={},
+    )
     return s
 
 
 def _event(state: int, **kw) -> pb.JobEvent:
-    return make_event(pb.JobEnvelope(job_id="j1", tenant="t"), state, stage="x", progress=0.5,
-                      **kw)
+    return make_event(pb.JobEnvelope(job_id="j1", tenant="t"), state, stage="x", progress=0.5, **kw)
 
 
 def test_same_event_twice_changes_nothing(store: JobStore) -> None:
@@ -49,8 +54,11 @@ def test_failure_keeps_a_readable_reason(store: JobStore) -> None:
     assert store.apply_event(_event(pb.JOB_STATE_FAILED, error=err))
     job = store.get_job("j1")
     assert job is not None and job.state == "failed"
-    assert job.error == {"code": "invalid_audio", "message": "the audio is silent",
-                         "stage": "analyzer"}
+    assert job.error == {
+        "code": "invalid_audio",
+        "message": "the audio is silent",
+        "stage": "analyzer",
+    }
 
 
 def test_event_for_unknown_job_is_recorded_but_not_applied(store: JobStore) -> None:

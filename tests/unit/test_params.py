@@ -43,8 +43,9 @@ def test_log_scale_midpoint_is_geometric_mean() -> None:
     assert math.isclose(p.denormalise(0.5), math.sqrt(p.minimum * p.maximum))
 
 
-@pytest.mark.parametrize("values", [{"comp_ratio": 0.5}, {"eq_mid_gain_db": float("nan")},
-                                    {"nope_db": 1.0}])
+@pytest.mark.parametrize(
+    "values", [{"comp_ratio": 0.5}, {"eq_mid_gain_db": float("nan")}, {"nope_db": 1.0}]
+)
 def test_bad_values_are_rejected_with_a_clear_message(values: dict) -> None:
     with pytest.raises(InvalidParameterError) as err:
         validate_params(values)

@@ -11,16 +11,27 @@ GENERATED = ROOT / "services" / "common" / "generated"
 
 
 def test_generated_code_matches_protos(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHON": sys.executable,
-           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-    subprocess.run(["bash", str(ROOT / "scripts" / "proto_codegen.sh"), str(tmp_path)],
-                   check=True, env=env, capture_output=True)
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    }
+    subprocess.run(
+        ["bash", str(ROOT / "scripts" / "proto_codegen.sh"), str(tmp_path)],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     fresh = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
-    committed = sorted(p.relative_to(GENERATED) for p in GENERATED.rglob("*")
-                       if p.is_file() and "__pycache__" not in p.parts)
+    committed = sorted(
+        p.relative_to(GENERATED)
+        for p in GENERATED.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    )
     assert fresh == committed, "run scripts/proto_codegen.sh: generated file set differs"
-    stale = [str(rel) for rel in fresh if not filecmp.cmp(tmp_path / rel, GENERATED / rel,
-                                                          shallow=False)]
+    stale = [
+        str(rel) for rel in fresh if not filecmp.cmp(tmp_path / rel, GENERATED / rel, shallow=False)
+    ]
     assert not stale, f"generated code is stale, run scripts/proto_codegen.sh: {stale}"
 
 

@@ -18,16 +18,21 @@ from tests.signals import little_song
 
 
 def test_job_flows_through_every_stage(tmp_path: Path) -> None:
-    settings = load_settings(database_url=f"sqlite:///{tmp_path / 'jobs.sqlite3'}",
-                             blob_url=f"file://{tmp_path / 'blobs'}")
+    settings = load_settings(
+        database_url=f"sqlite:///{tmp_path / 'jobs.sqlite3'}",
+        blob_url=f"file://{tmp_path / 'blobs'}",
+    )
     app, stop = build_one_machine(settings)
     try:
         client = TestClient(app)
         buf = io.BytesIO()
         sr = 22050
         sf.write(buf, little_song(sr=sr, duration_s=5.0).T, sr, format="FLAC")
-        resp = client.post("/v1/jobs", files={"file": ("s.flac", buf.getvalue())},
-                           data={"target_lufs": "-16", "genre": "jazz"})
+        resp = client.post(
+            "/v1/jobs",
+            files={"file": ("s.flac", buf.getvalue())},
+            data={"target_lufs": "-16", "genre": "jazz"},
+        )
         assert resp.status_code == 202, resp.text
         job_id = resp.json()["job_id"]
         deadline = time.monotonic() + 120
@@ -44,8 +49,9 @@ def test_job_flows_through_every_stage(tmp_path: Path) -> None:
         data, out_sr = sf.read(io.BytesIO(audio.content), always_2d=True)
         assert out_sr == sr and abs(integrated_loudness(data.T, sr) + 16.0) <= 0.5
         assert client.get(f"/v1/jobs/{job_id}/outputs/nope").status_code == 404
-        bad = client.post("/v1/jobs", files={"file": ("s.flac", buf.getvalue())},
-                          data={"genre": "polka"})
+        bad = client.post(
+            "/v1/jobs", files={"file": ("s.flac", buf.getvalue())}, data={"genre": "polka"}
+        )
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_parameter"
         metrics = client.get("/metrics/").text
         assert re.search(r"mixpilot_renderer_jobs_processed_total [1-9]", metrics)

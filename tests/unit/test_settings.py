@@ -11,11 +11,17 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.kafka_bootstrap == "127.0.0.1:9092" and s.target_lufs == -16.0
 
 
-@pytest.mark.parametrize(("var", "value"), [("MIXPILOT_BLOB_URL", "ftp://x"),
-                                            ("MIXPILOT_GATEWAY_PORT", "99999"),
-                                            ("MIXPILOT_DATABASE_URL", "mysql://x")])
-def test_bad_values_fail_start_with_the_variable_named(monkeypatch: pytest.MonkeyPatch,
-                                                       var: str, value: str) -> None:
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("MIXPILOT_BLOB_URL", "ftp://x"),
+        ("MIXPILOT_GATEWAY_PORT", "99999"),
+        ("MIXPILOT_DATABASE_URL", "mysql://x"),
+    ],
+)
+def test_bad_values_fail_start_with_the_variable_named(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str
+) -> None:
     monkeypatch.setenv(var, value)
     with pytest.raises(ConfigurationError) as err:
         load_settings()

@@ -6,19 +6,26 @@ from __future__ import annotations
 import threading
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from mixpilot.v1 import mixpilot_pb2 as pb
 from services.common import bus as busmod
 from services.common.errors import InvalidAudioError, ModelUnavailableError
 from services.common.stage_worker import STAGES, StageWorker, run_in_thread
 from services.common.telemetry import StageMetrics
-from prometheus_client import CollectorRegistry
 
 
 def _worker(bus: busmod.InMemoryBus, handler, **kw) -> StageWorker:
-    return StageWorker(spec=STAGES["predictor"], bus=bus, handler=handler, group_id="g",
-                       max_attempts=3, retry_backoff_s=0.01,
-                       metrics=StageMetrics("predictor", CollectorRegistry()), **kw)
+    return StageWorker(
+        spec=STAGES["predictor"],
+        bus=bus,
+        handler=handler,
+        group_id="g",
+        max_attempts=3,
+        retry_backoff_s=0.01,
+        metrics=StageMetrics("predictor", CollectorRegistry()),
+        **kw,
+    )
 
 
 def _events(bus: busmod.InMemoryBus, job_id: str) -> list[pb.JobEvent]:
@@ -53,8 +60,10 @@ def _run_until_idle(bus: busmod.InMemoryBus, worker: StageWorker) -> None:
     deadline = time.monotonic() + 20
     total = sum(1 for _ in _drain(bus, worker.spec.in_topic))
     while time.monotonic() < deadline:
-        committed = sum((bus.committed(consumer_group, worker.spec.in_topic, p) or 0)
-                        for p in range(bus.partitions(worker.spec.in_topic)))
+        committed = sum(
+            (bus.committed(consumer_group, worker.spec.in_topic, p) or 0)
+            for p in range(bus.partitions(worker.spec.in_topic))
+        )
         if committed >= total:
             break
         time.sleep(0.02)
@@ -65,14 +74,26 @@ def _run_until_idle(bus: busmod.InMemoryBus, worker: StageWorker) -> None:
 @pytest.fixture
 def bus() -> busmod.InMemoryBus:
     b = busmod.InMemoryBus()
-    b.ensure_topics([t for t in (busmod.SUBMITTED, busmod.ANALYZED, busmod.PREDICTED,
-                                 busmod.RENDERED, busmod.EVENTS, busmod.DLQ)])
+    b.ensure_topics(
+        [
+            t
+            for t in (
+                busmod.SUBMITTED,
+                busmod.ANALYZED,
+                busmod.PREDICTED,
+                busmod.RENDERED,
+                busmod.EVENTS,
+                busmod.DLQ,
+            )
+        ]
+    )
     return b
 
 
 def _submit(bus: busmod.InMemoryBus, job_id: str) -> None:
-    bus.producer().send(busmod.ANALYZED, key=job_id,
-                        value=pb.JobEnvelope(job_id=job_id).SerializeToString())
+    bus.producer().send(
+        busmod.ANALYZED, key=job_id, value=pb.JobEnvelope(job_id=job_id).SerializeToString()
+    )
 
 
 def test_success_produces_output_and_running_event(bus: busmod.InMemoryBus) -> None:
@@ -115,7 +136,10 @@ def test_non_retriable_error_fails_at_once_with_reason(bus: busmod.InMemoryBus) 
     assert len(calls) == 1
     ev = [e for e in _events(bus, "silent") if e.state == pb.JOB_STATE_FAILED][0]
     assert (ev.error.code, ev.error.message, ev.error.stage) == (
-        "invalid_audio", "the audio is silent", "predictor")
+        "invalid_audio",
+        "the audio is silent",
+        "predictor",
+    )
     assert _drain(bus, busmod.PREDICTED) == []
 
 

@@ -1,0 +1,123 @@
+"""The distributed deployment on one machine: analyzer, predictor, renderer and gateway as
+separate processes on loopback, against a real broker and PostgreSQL. Used by the integration
+tests and by scripts/bench.py."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from subprocess import Popen
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.infra import free_port, log_tail, start_process, stop_process, wait_until
+
+ROLES = ("analyzer", "predictor", "renderer", "gateway")
+
+
+@dataclass
+class Cluster:
+    env: dict[str, str]
+    workdir: Path
+    gateway_url: str
+    grpc_ports: dict[str, int]
+    database_url: str
+    bootstrap: str
+    procs: dict[str, Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, role: str) -> None:
+        env = {**self.env, "MIXPILOT_METRICS_PORT": str(free_port())}
+        cmd = [sys.executable, "-m", "gateway.cli", role]
+        self.procs[role] = start_process(cmd, env=env, log_path=self.workdir / f"{role}.log")
+
+    def log(self, role: str) -> str:
+        return log_tail(self.workdir / f"{role}.log", 40)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {r}\n{self.log(r)}" for r in ROLES)
+
+    def _alive(self, role: str) -> None:
+        if self.procs[role].poll() is not None:
+            raise AssertionError(f"{role} exited:\n{self.log(role)}")
+
+    def wait_serving(self, role: str, timeout_s: float = 90.0) -> None:
+        port = self.grpc_ports[role]
+
+        def serving() -> bool:
+            self._alive(role)
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+                resp = health_pb2_grpc.HealthStub(ch).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=2
+                )
+            return resp.status == health_pb2.HealthCheckResponse.SERVING
+
+        wait_until(
+            serving,
+            timeout_s=timeout_s,
+            interval_s=0.3,
+            what=f"{role} to serve",
+            ignore=(grpc.RpcError,),
+        )
+
+    def wait_gateway(self, timeout_s: float = 90.0) -> None:
+        def ready() -> bool:
+            self._alive("gateway")
+            return httpx.get(f"{self.gateway_url}/readyz", timeout=2).status_code == 200
+
+        wait_until(
+            ready,
+            timeout_s=timeout_s,
+            interval_s=0.3,
+            what="the gateway",
+            ignore=(httpx.HTTPError,),
+        )
+
+
+@contextmanager
+def running_cluster(
+    bootstrap: str, database_url: str, workdir: Path, **extra_env: str
+) -> Iterator[Cluster]:
+    """Start the four services (MIXPILOT_* settings from ``extra_env`` on top of test
+    defaults), wait until each is ready, stop them all on exit."""
+    ports = {role: free_port() for role in ROLES}
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "MIXPILOT_KAFKA_BOOTSTRAP": bootstrap,
+        "MIXPILOT_DATABASE_URL": database_url,
+        "MIXPILOT_BLOB_URL": f"file://{workdir / 'blobs'}",
+        "MIXPILOT_GATEWAY_PORT": str(ports["gateway"]),
+        "MIXPILOT_ANALYZER_PORT": str(ports["analyzer"]),
+        "MIXPILOT_PREDICTOR_PORT": str(ports["predictor"]),
+        "MIXPILOT_RENDERER_PORT": str(ports["renderer"]),
+        "MIXPILOT_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "MIXPILOT_MAX_ATTEMPTS": "2",
+        "MIXPILOT_RETRY_BACKOFF_S": "0.1",
+        "MIXPILOT_TOPIC_PARTITIONS": "2",
+        "NUMBA_CACHE_DIR": str(workdir / "numba-cache"),
+        **extra_env,
+    }
+    c = Cluster(
+        env=env,
+        workdir=workdir,
+        gateway_url=f"http://127.0.0.1:{ports['gateway']}",
+        grpc_ports=ports,
+        database_url=database_url,
+        bootstrap=bootstrap,
+    )
+    try:
+        for role in ROLES:
+            c.start(role)
+        for role in ("analyzer", "predictor", "renderer"):
+            c.wait_serving(role)
+        c.wait_gateway()
+        yield c
+    finally:
+        for proc in c.procs.values():
+            stop_process(proc)
