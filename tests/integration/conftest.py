@@ -1,0 +1,66 @@
+"""Fixtures for integration tests: real servers started once per session, on loopback only.
+
+Every test under ``tests/integration`` is marked ``integration`` (``pytest -m "not integration"``
+runs the fast suite alone). The fixtures fail, never skip, when a server binary is missing: CI
+installs them (see ``tests/infra.py`` for what to install).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.infra import InfraMissingError, InfraStartError, start_postgres, start_tansu
+
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test collected from this directory as ``integration``."""
+    for item in items:
+        if _HERE in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A running Kafka-protocol broker (Tansu, memory storage) as ``"127.0.0.1:PORT"``.
+
+    It answers metadata requests when the fixture returns; it is killed at the end of the
+    session. Tests share it, so each test uses its own topic and group names.
+    """
+    try:
+        broker = start_tansu(tmp_path_factory.mktemp("tansu"))
+    except (InfraMissingError, InfraStartError) as exc:
+        problem = f"cannot start the Kafka broker for integration tests: {exc}"
+    else:
+        problem = ""
+    if problem:  # outside the except block, so the report is just the message
+        pytest.fail(problem, pytrace=False)
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL database as ``"postgresql://postgres@127.0.0.1:PORT/mixpilot"``.
+
+    Trust authentication on loopback (no password). The cluster is stopped and its files are
+    removed at the end of the session.
+    """
+    try:
+        cluster = start_postgres()
+    except (InfraMissingError, InfraStartError) as exc:
+        problem = f"cannot start PostgreSQL for integration tests: {exc}"
+    else:
+        problem = ""
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
