@@ -27,7 +27,7 @@ from tests.cluster import Cluster, running_cluster
 from tests.infra import wait_until
 from tests.signals import little_song
 
-MAX_UPLOAD_MB = 12
+MAX_UPLOAD_MB = 16
 MAX_DURATION_S = 300
 
 
@@ -186,7 +186,7 @@ def _messages_for(bootstrap: str, topic: str, key: str, timeout_s: float = 30) -
 
 def test_kill9_renderer_mid_job_completes_once(cluster: Cluster) -> None:
     sr = 44100
-    song = little_song(sr=sr, duration_s=90.0)
+    song = little_song(sr=sr, duration_s=150.0, channels=1)  # ~13 MB: a few seconds to render
     job_id = _submit(cluster, _wav_bytes(song, sr)).json()["job_id"]
     _wait_state(cluster, job_id, {"rendering", "done", "failed"})
     state = httpx.get(f"{cluster.gateway_url}/v1/jobs/{job_id}").json()["state"]
