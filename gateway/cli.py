@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from services.common.errors import MixPilotError
+from services.common.errors import InvalidParameterError, MixPilotError
 from services.common.settings import load_settings
 
 TARGET_PRESETS = {"streaming": -14.0, "apple": -16.0, "ebu": -23.0}
@@ -65,7 +65,7 @@ def _mix(args: argparse.Namespace) -> int:
     settings = load_settings()
     target = settings.target_lufs if args.target_lufs is None else args.target_lufs
     if not -40.0 <= target <= -5.0:
-        raise MixPilotError("--target-lufs must be between -40 and -5")
+        raise InvalidParameterError("--target-lufs must be between -40 and -5")
     bar = tqdm(
         total=100,
         disable=args.quiet,

@@ -30,9 +30,11 @@ class Cluster:
     database_url: str
     bootstrap: str
     procs: dict[str, Popen[bytes]] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     def start(self, role: str) -> None:
-        env = {**self.env, "MIXPILOT_METRICS_PORT": str(free_port())}
+        self.metrics_ports[role] = free_port()
+        env = {**self.env, "MIXPILOT_METRICS_PORT": str(self.metrics_ports[role])}
         cmd = [sys.executable, "-m", "gateway.cli", role]
         self.procs[role] = start_process(cmd, env=env, log_path=self.workdir / f"{role}.log")
 

@@ -5,6 +5,7 @@ the typed errors with a one-line reason."""
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -49,6 +50,8 @@ class AudioInfo:
 
 Source = str | Path | bytes | BinaryIO
 
+_TRUNCATED = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
 
 def _open(source: Source) -> str | Path | BinaryIO:
     if isinstance(source, bytes | bytearray):
@@ -73,7 +76,15 @@ def probe(source: Source, *, max_duration_s: float | None = None) -> AudioInfo:
     """
     handle = _open(source)
     try:
-        info = sf.info(handle)
+        with sf.SoundFile(handle) as f:
+            result = AudioInfo(
+                sample_rate=int(f.samplerate),
+                channels=int(f.channels),
+                frames=int(f.frames),
+                format=str(f.format),
+                subtype=str(f.subtype),
+            )
+            header_notes = str(f.extra_info)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise UnsupportedFormatError(
             "not a readable audio file (supported: WAV, FLAC, MP3, OGG, AIFF)"
@@ -81,13 +92,14 @@ def probe(source: Source, *, max_duration_s: float | None = None) -> AudioInfo:
     finally:
         if hasattr(handle, "seek"):
             handle.seek(0)
-    result = AudioInfo(
-        sample_rate=int(info.samplerate),
-        channels=int(info.channels),
-        frames=int(info.frames),
-        format=str(info.format),
-        subtype=str(info.subtype),
-    )
+    # libsndfile silently reads a truncated WAV/AIFF up to where the bytes stop; its header
+    # notes say "data : DECLARED (should be PRESENT)". Streamed files declare 0 or ~4 GiB.
+    declared = _TRUNCATED.search(header_notes)
+    if declared and 0 < int(declared.group(2)) < int(declared.group(1)) < 0xFFFFFFF0:
+        raise InvalidAudioError(
+            f"the file is truncated: its header declares {int(declared.group(1))} bytes of "
+            f"audio, {int(declared.group(2))} are present"
+        )
     if not MIN_SAMPLE_RATE <= result.sample_rate <= MAX_SAMPLE_RATE:
         raise UnsupportedFormatError(
             f"sample rate {result.sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"

@@ -107,6 +107,22 @@ def test_job_round_trip_over_rest(cluster: Cluster) -> None:
         assert true_peak_dbtp(audio.T) <= -1.0 + 1e-3
 
 
+def test_every_process_exposes_metrics(cluster: Cluster) -> None:
+    """After the round trip above, each stage's Prometheus endpoint shows its work."""
+    for role in ("analyzer", "predictor", "renderer"):
+        text = httpx.get(f"http://127.0.0.1:{cluster.metrics_ports[role]}/metrics").text
+        assert f"mixpilot_{role}_duration_seconds_bucket" in text
+        assert f"mixpilot_{role}_in_flight_jobs" in text
+        processed = [
+            line
+            for line in text.splitlines()
+            if line.startswith(f"mixpilot_{role}_jobs_processed_total ")
+        ]
+        assert processed and float(processed[0].split()[1]) >= 1, role
+    text = httpx.get(f"{cluster.gateway_url}/metrics/").text
+    assert "mixpilot_gateway_jobs_submitted_total" in text
+
+
 def test_stages_answer_grpc_directly(cluster: Cluster) -> None:
     """The gateway can call a stage directly (e.g. a re-render): Analyze, Predict, Render."""
     sr = 22050

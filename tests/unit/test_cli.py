@@ -90,6 +90,12 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
     data = good.read_bytes()
     (tmp / "truncated.wav").write_bytes(data[:40])
     files["truncated header"] = (tmp / "truncated.wav", "")
+    (tmp / "half.wav").write_bytes(data[: len(data) // 2])
+    files["truncated data"] = (tmp / "half.wav", "truncated")
+    write_audio_file(tmp / "good.flac", little_song(sr=44100, duration_s=4.0), 44100)
+    flac = (tmp / "good.flac").read_bytes()
+    (tmp / "half.flac").write_bytes(flac[: len(flac) // 2])
+    files["truncated flac"] = (tmp / "half.flac", "corrupt or truncated")
     write_audio_file(tmp / "rate.wav", little_song(sr=4000, duration_s=2.0, channels=1), 4000)
     files["4 kHz"] = (tmp / "rate.wav", "sample rate")
     write_audio_file(
