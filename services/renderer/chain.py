@@ -1,0 +1,101 @@
+"""Render one version of a song from a physical mix parameter set.
+
+The chain is ``ParametricEQ -> Compressor -> master`` (loudness normalisation and true-peak
+limiting). Later effects (vintage compressor, exciter, stereo width, reverb, delay) are
+:class:`~services.renderer.processor.Processor` subclasses that slot into
+:func:`build_chain`; mastering always comes last, so every version meets the quality floor.
+
+With the neutral parameter set (:func:`services.common.params.defaults`) every effect is an
+exact bypass, so the result is the input, loudness-matched: that is the ``original`` version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.common.params import validate_params
+from services.renderer.compressor import Compressor
+from services.renderer.eq import ParametricEQ
+from services.renderer.mastering import master
+from services.renderer.processor import Chain
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """One rendered version.
+
+    Attributes
+    ----------
+    audio : np.ndarray, shape (channels, frames), float32
+        Same shape as the input.
+    loudness_lufs : float
+        Measured integrated loudness (BS.1770-4) of ``audio``.
+    true_peak_dbtp : float
+        Measured 4x-oversampled true peak of ``audio``.
+    """
+
+    audio: np.ndarray
+    loudness_lufs: float
+    true_peak_dbtp: float
+
+
+def build_chain(params: Mapping[str, float]) -> Chain:
+    """The mix processors for a physical parameter set, in order (mastering not included).
+
+    Parameters
+    ----------
+    params : Mapping[str, float]
+        Physical values by schema name; missing names take their neutral defaults.
+
+    Raises
+    ------
+    InvalidParameterError
+        An unknown name or a value out of range.
+    """
+    full = validate_params(params)
+    return Chain([ParametricEQ.from_params(full), Compressor.from_params(full)])
+
+
+def render_version(
+    audio: np.ndarray,
+    sample_rate: int,
+    params: Mapping[str, float],
+    *,
+    target_lufs: float = -14.0,
+    ceiling_dbtp: float = -1.0,
+) -> RenderResult:
+    """Mix ``audio`` with ``params``, then normalise and limit it.
+
+    Parameters
+    ----------
+    audio : np.ndarray, shape (channels, frames), floating point
+    sample_rate : int
+    params : Mapping[str, float]
+        Physical mix parameters by schema name (validated; missing ones are neutral).
+    target_lufs : float
+        Integrated loudness target.
+    ceiling_dbtp : float
+        True-peak ceiling (4x oversampled).
+
+    Returns
+    -------
+    RenderResult
+        ``audio`` has the input's shape; ``true_peak_dbtp <= ceiling_dbtp``; ``loudness_lufs`` is
+        within 0.1 LU of the target unless the target is out of reach (see
+        :func:`services.renderer.mastering.master`).
+
+    Raises
+    ------
+    InvalidAudioError, InvalidParameterError
+    """
+    chain = build_chain(params)  # parameters first: fail before any audio work
+    mixed = chain.process(audio, sample_rate)
+    result = master(mixed, sample_rate, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp)
+    return RenderResult(
+        audio=result.audio,
+        loudness_lufs=result.loudness_lufs,
+        true_peak_dbtp=result.true_peak_dbtp,
+    )
