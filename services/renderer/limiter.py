@@ -23,15 +23,13 @@ How the gain is found, per sample ``n`` (all channels share one gain, so the ima
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numba
 import numpy as np
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
-from scipy.signal import firwin
 
-from services.common.loudness import TRUE_PEAK_OVERSAMPLING
+from services.common.loudness import oversampled_peak_envelope
 from services.renderer.processor import (
     Parameter,
     Processor,
@@ -46,86 +44,6 @@ _MAX_ROUNDS = 4
 _CHECK_MARGIN = 1e-6
 #: The first round aims this far (relative) below the ceiling.
 _FIRST_ROUND_HEADROOM = 2e-4
-_BLOCK = 4096
-
-
-@functools.lru_cache(maxsize=8)
-def _polyphase_taps(oversampling: int) -> np.ndarray:
-    """The interpolation filter of :func:`scipy.signal.resample_poly` (``up=oversampling``,
-    default Kaiser window), split into its ``oversampling`` phases.
-
-    Returns
-    -------
-    np.ndarray, shape (oversampling, 2 * 10 + 1)
-        ``taps[p, k + 10]`` weighs ``x[n - k]`` in the output sample ``n + p / oversampling``.
-    """
-    half = 10 * oversampling
-    h = firwin(2 * half + 1, 1.0 / oversampling, window=("kaiser", 5.0)) * oversampling
-    reach = half // oversampling
-    taps = np.zeros((oversampling, 2 * reach + 1))
-    for p in range(oversampling):
-        for k in range(-reach, reach + 1):
-            i = oversampling * k + p + half
-            if 0 <= i <= 2 * half:
-                taps[p, k + reach] = h[i]
-    return taps
-
-
-@numba.njit(cache=True, parallel=True)
-def _envelope_kernel(x: np.ndarray, taps: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
-    channels, frames = x.shape
-    phases, width = taps.shape
-    reach = (width - 1) // 2
-    out = np.empty(frames)
-    blocks = (frames + _BLOCK - 1) // _BLOCK
-    for b in numba.prange(blocks):
-        for n in range(b * _BLOCK, min(frames, (b + 1) * _BLOCK)):
-            peak = 0.0
-            inside = n - reach >= 0 and n + reach < frames
-            for c in range(channels):
-                a = abs(x[c, n])
-                if a > peak:
-                    peak = a
-                for p in range(phases):
-                    s = 0.0
-                    if inside:
-                        for j in range(width):
-                            s += taps[p, j] * x[c, n + reach - j]
-                    else:
-                        for j in range(width):
-                            i = n + reach - j
-                            if 0 <= i < frames:
-                                s += taps[p, j] * x[c, i]
-                    a = abs(s)
-                    if a > peak:
-                        peak = a
-            out[n] = peak
-    return out
-
-
-def oversampled_peak_envelope(
-    audio: np.ndarray, *, oversampling: int = TRUE_PEAK_OVERSAMPLING
-) -> np.ndarray:
-    """Largest magnitude in ``[n, n + 1)`` of the oversampled signal, across channels.
-
-    The oversampled signal is exactly the one :func:`scipy.signal.resample_poly` (and so
-    :func:`services.common.loudness.true_peak_linear`) computes, evaluated by a parallel numba
-    kernel without materialising it; the maximum of the result is the true peak (equal to the
-    shared measurement up to floating-point summation order, ~1e-15 relative).
-
-    Parameters
-    ----------
-    audio : np.ndarray, shape (channels, frames)
-    oversampling : int
-
-    Returns
-    -------
-    np.ndarray, shape (frames,), float64
-    """
-    x = np.ascontiguousarray(audio, dtype=np.float64)
-    if x.shape[1] == 0:
-        return np.zeros(0)
-    return _envelope_kernel(x, _polyphase_taps(int(oversampling)))
 
 
 @numba.njit(cache=True, nogil=True)
