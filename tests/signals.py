@@ -139,12 +139,14 @@ def drum_loop(
     four_on_the_floor: bool = False,
     hats_per_beat: int = 2,
     bass: bool = True,
+    bass_hz: float = 55.0,
 ) -> np.ndarray:
     """Synthetic drum kit: kick, snare on beats 2 and 4, closed hats, optional sub bass.
 
     ``four_on_the_floor`` puts the kick on every beat (electronic); otherwise it plays beats 1
     and 3. ``hats_per_beat`` hats per beat (0 for none), quieter than kick and snare. With
-    ``bass`` a 55 Hz sine follows the kick. Stereo output places the hats slightly right.
+    ``bass`` a ``bass_hz`` sine note sounds with every kick. The hats are partly in the side
+    channel, so stereo output has some width.
     """
     n = int(round(sr * duration_s))
     period = 60.0 / bpm
@@ -162,6 +164,9 @@ def drum_loop(
     )
     hat_env = _decay(sr, 0.05, 0.01)
     hat = 0.15 * hat_env * np.diff(rng.standard_normal(hat_env.size + 1))
+    bass_env = _decay(sr, 0.9 * period, 0.4)
+    bass_env *= np.minimum(1.0, np.arange(bass_env.size) / (0.005 * sr))
+    bass_note = 0.35 * bass_env * np.sin(2 * np.pi * bass_hz * np.arange(bass_env.size) / sr)
     mid = np.zeros(n)
     side = np.zeros(n)
 
@@ -174,14 +179,13 @@ def drum_loop(
     for i, beat in enumerate(np.arange(0.0, duration_s, period)):
         if four_on_the_floor or i % 2 == 0:
             place(mid, kick, beat)
+            if bass:
+                place(mid, bass_note, beat)
         if i % 2 == 1:
             place(mid, snare, beat)
         for h in range(hats_per_beat):
             place(mid, hat, beat + h * period / hats_per_beat)
             place(side, 0.3 * hat, beat + h * period / hats_per_beat)
-    if bass:
-        t = np.arange(n) / sr
-        mid += 0.3 * np.sin(2 * np.pi * 55 * t)
     left, right = mid - side, mid + side
     out = np.stack([left, right]) if channels == 2 else mid[None, :]
     return out.astype(np.float32)

@@ -1,0 +1,303 @@
+"""Scalar audio features for the analyzer: levels, stereo image, spectral balance, energy.
+
+Level and stereo features are measured on the input as given (its own sample rate and channels).
+Spectral features are measured on the shared analysis front end, :class:`Spectra`: a mono
+downmix resampled to :data:`ANALYSIS_SR` (22050 Hz, so spectral features cover 0-11025 Hz), with
+one STFT and one mel spectrogram reused by the tempo, key and genre code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import librosa
+import numpy as np
+import soxr
+
+#: Sample rate of the mono analysis signal (librosa's default; spectral features stop at 11025 Hz).
+ANALYSIS_SR = 22_050
+N_FFT = 2048
+HOP_LENGTH = 512
+N_MELS = 128
+#: Upper edge of the "low band" (kick drum and bass) for :func:`spectral_features`.
+LOW_BAND_HZ = 150.0
+#: Lower edge of the "high band" (cymbals, air).
+HIGH_BAND_HZ = 5000.0
+#: Stereo width reported when the mid signal is (numerically) silent: pure antiphase.
+MAX_STEREO_WIDTH = 1000.0
+#: Floor for levels in dB, so that digital silence gives a finite number.
+FLOOR_DB = -200.0
+#: HPSS median-filter lengths on the mel spectrogram: (frames, mel bands).
+HPSS_KERNEL = (17, 17)
+
+#: Frames per block for the sample-domain sums (bounded memory on long, high-rate songs).
+BLOCK_FRAMES = 1 << 20
+
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class Spectra:
+    """The analysis front end, computed once per song.
+
+    Attributes
+    ----------
+    y : np.ndarray, shape (n,), float32
+        Mono downmix at ``sr``.
+    sr : int
+        :data:`ANALYSIS_SR`.
+    hop_length : int
+        STFT hop in samples at ``sr``.
+    magnitude : np.ndarray, shape (1 + N_FFT // 2, t)
+        STFT magnitude.
+    mel_power : np.ndarray, shape (N_MELS, t)
+        Mel power spectrogram.
+    freqs_hz : np.ndarray, shape (1 + N_FFT // 2,)
+        Centre frequency of each STFT bin.
+    bandwidth_hz : float
+        Highest frequency the source can contain, below the resamplers' transition bands:
+        0.9 x the lower of the two Nyquist frequencies (9922 Hz for a 44.1 kHz song, 3600 Hz
+        for an 8 kHz one).
+    """
+
+    y: np.ndarray
+    sr: int
+    hop_length: int
+    magnitude: np.ndarray
+    mel_power: np.ndarray
+    freqs_hz: np.ndarray
+    bandwidth_hz: float
+
+
+def analysis_mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mono downmix of ``audio`` resampled to :data:`ANALYSIS_SR`.
+
+    The downmix is the channel mean. When that cancels (a stereo signal whose channels are in
+    antiphase, mean energy below 1/1000 of the channel energy), the first channel is used instead,
+    so an out-of-phase file still has a rhythm and a key.
+
+    Parameters
+    ----------
+    audio : np.ndarray, shape (channels, frames)
+    sample_rate : int
+
+    Returns
+    -------
+    np.ndarray, shape (n,), float32
+        ``n ~= frames * ANALYSIS_SR / sample_rate``.
+    """
+    x = np.asarray(audio, dtype=np.float32)
+    mono = x.mean(axis=0)
+    if x.shape[0] > 1:
+        mono_energy = float(np.dot(mono, mono))
+        channel_energy = float(np.mean(np.einsum("ij,ij->i", x, x)))
+        if mono_energy < 1e-3 * channel_energy:
+            mono = x[0]
+    if sample_rate != ANALYSIS_SR:
+        mono = soxr.resample(mono, sample_rate, ANALYSIS_SR, quality="HQ")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def compute_spectra(
+    *, y: np.ndarray, sr: int = ANALYSIS_SR, source_sample_rate: int | None = None
+) -> Spectra:
+    """STFT magnitude and mel power spectrogram of the mono analysis signal.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n,)
+        Mono signal at ``sr`` (see :func:`analysis_mono`).
+    sr : int
+    source_sample_rate : int, optional
+        Rate of the audio ``y`` was resampled from (default ``sr``): sets the bandwidth.
+
+    Returns
+    -------
+    Spectra
+    """
+    magnitude = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP_LENGTH))
+    mel_power = librosa.feature.melspectrogram(S=magnitude**2, sr=sr, n_mels=N_MELS)
+    freqs = librosa.fft_frequencies(sr=sr, n_fft=N_FFT)
+    return Spectra(
+        y=y,
+        sr=sr,
+        hop_length=HOP_LENGTH,
+        magnitude=magnitude,
+        mel_power=mel_power,
+        freqs_hz=freqs,
+        bandwidth_hz=0.9 * min(sr, source_sample_rate or sr) / 2.0,
+    )
+
+
+def _frame_blocks(x: np.ndarray) -> Iterator[np.ndarray]:
+    """``x`` (channels, frames) as float64 blocks of at most :data:`BLOCK_FRAMES` frames, so
+    sums are exact without a float64 copy of a whole long song."""
+    for start in range(0, x.shape[1], BLOCK_FRAMES):
+        yield np.asarray(x[:, start : start + BLOCK_FRAMES], dtype=np.float64)
+
+
+def _db(power_or_amplitude: float, *, power: bool) -> float:
+    if power_or_amplitude <= 0.0:
+        return FLOOR_DB
+    scale = 10.0 if power else 20.0
+    return max(FLOOR_DB, scale * math.log10(power_or_amplitude))
+
+
+def level_features(audio: np.ndarray) -> dict[str, float]:
+    """Sample-domain levels of the whole signal (all channels together).
+
+    Parameters
+    ----------
+    audio : np.ndarray, shape (channels, frames)
+
+    Returns
+    -------
+    dict
+        ``rms_db`` (dBFS, RMS over every sample of every channel; a full-scale sine reads
+        -3.01), ``sample_peak_dbfs`` (largest absolute sample), ``crest_factor_db``
+        (``sample_peak_dbfs - rms_db``: 3.01 dB for a sine, larger for dynamic material) and
+        ``dc_offset`` (mean sample value, linear).
+    """
+    x = np.asarray(audio)
+    sum_square = total = peak = 0.0
+    for block in _frame_blocks(x):
+        sum_square += float(np.einsum("ij,ij->", block, block))
+        total += float(block.sum())
+        peak = max(peak, float(np.abs(block).max()))
+    mean_square = sum_square / x.size
+    rms_db = _db(mean_square, power=True)
+    peak_db = _db(peak, power=False)
+    return {
+        "rms_db": rms_db,
+        "sample_peak_dbfs": peak_db,
+        "crest_factor_db": peak_db - rms_db if mean_square > 0 else 0.0,
+        "dc_offset": total / x.size,
+    }
+
+
+def stereo_width(audio: np.ndarray) -> float:
+    """Side-to-mid energy ratio, ``sum(S**2) / sum(M**2)`` with ``M = (L + R) / 2`` and
+    ``S = (L - R) / 2``.
+
+    0 for mono (one channel, or two identical channels), 1 for uncorrelated channels of equal
+    level, above 1 for material with out-of-phase content; :data:`MAX_STEREO_WIDTH` when the mid
+    signal is silent (channels in exact antiphase).
+
+    Parameters
+    ----------
+    audio : np.ndarray, shape (channels, frames)
+    """
+    x = np.asarray(audio)
+    if x.shape[0] < 2:
+        return 0.0
+    e_mid = e_side = 0.0
+    for block in _frame_blocks(x):
+        mid = 0.5 * (block[0] + block[1])
+        side = 0.5 * (block[0] - block[1])
+        e_mid += float(np.dot(mid, mid))
+        e_side += float(np.dot(side, side))
+    if e_side <= 0.0:
+        return 0.0
+    if e_mid <= e_side / MAX_STEREO_WIDTH:
+        return MAX_STEREO_WIDTH
+    return e_side / e_mid
+
+
+def spectral_features(spectra: Spectra) -> dict[str, float]:
+    """Spectral balance of the mono analysis signal over the whole song.
+
+    Parameters
+    ----------
+    spectra : Spectra
+
+    Returns
+    -------
+    dict
+        ``spectral_centroid_hz``: magnitude-weighted mean frequency of the STFT summed over time
+        (equivalently the per-frame centroids averaged with each frame's total magnitude as
+        weight), 0-11025 Hz. ``low_band_share`` and ``high_band_share``: fraction of the spectral
+        power below :data:`LOW_BAND_HZ` and above :data:`HIGH_BAND_HZ` (0-1).
+        ``spectral_flatness``: geometric over arithmetic mean of the long-term power spectrum
+        between 20 Hz and the source bandwidth (0 for a pure tone, 1 for white noise at any
+        sample rate). ``percussive_ratio``: percussive share of the
+        mel-spectrogram energy after median-filter harmonic/percussive separation (0-1).
+    """
+    mag = spectra.magnitude
+    freqs = spectra.freqs_hz
+    mag_sum = mag.sum(axis=1, dtype=np.float64)
+    power_sum = np.einsum("ft,ft->f", mag, mag, dtype=np.float64)
+    total_mag = float(mag_sum.sum())
+    total_power = float(power_sum.sum())
+    if total_mag <= _EPS or total_power <= _EPS:
+        return {
+            "spectral_centroid_hz": 0.0,
+            "low_band_share": 0.0,
+            "high_band_share": 0.0,
+            "spectral_flatness": 0.0,
+            "percussive_ratio": 0.0,
+        }
+    centroid = float(np.dot(freqs, mag_sum) / total_mag)
+    low = float(power_sum[freqs < LOW_BAND_HZ].sum() / total_power)
+    high = float(power_sum[freqs >= HIGH_BAND_HZ].sum() / total_power)
+    in_band = (freqs >= 20.0) & (freqs <= spectra.bandwidth_hz)
+    band = power_sum[in_band]
+    if band.size and float(band.mean()) > _EPS:
+        flatness = float(np.exp(np.mean(np.log(band / band.mean() + _EPS))))
+    else:
+        flatness = 0.0
+    return {
+        "spectral_centroid_hz": centroid,
+        "low_band_share": low,
+        "high_band_share": high,
+        "spectral_flatness": min(1.0, flatness),
+        "percussive_ratio": percussive_ratio(mel_power=spectra.mel_power),
+    }
+
+
+def percussive_ratio(*, mel_power: np.ndarray) -> float:
+    """Percussive share of the energy, from median-filter HPSS (Fitzgerald 2010).
+
+    Separation runs on the mel power spectrogram (128 bands) rather than the full STFT: the same
+    decision at a tenth of the cost (about 0.5 s for a 3-minute song).
+
+    Parameters
+    ----------
+    mel_power : np.ndarray, shape (n_mels, t)
+
+    Returns
+    -------
+    float
+        ``E_percussive / (E_harmonic + E_percussive)`` in [0, 1]; 0 for silence.
+    """
+    if mel_power.shape[1] < 2 or float(mel_power.sum()) <= _EPS:
+        return 0.0
+    harmonic, percussive = librosa.decompose.hpss(mel_power, kernel_size=HPSS_KERNEL)
+    e_h = float(harmonic.sum())
+    e_p = float(percussive.sum())
+    total = e_h + e_p
+    return e_p / total if total > _EPS else 0.0
+
+
+def energy(*, loudness_lufs: float, onset_rate_hz: float, spectral_centroid_hz: float) -> float:
+    """Perceived energy in [0, 1]: how loud, busy and bright the song is.
+
+    ``energy = 0.5 * L + 0.25 * D + 0.25 * B`` where
+
+    - ``L = clip((loudness_lufs + 40) / 32, 0, 1)``: -40 LUFS or quieter gives 0, -8 LUFS or
+      louder gives 1;
+    - ``D = 1 - exp(-onset_rate_hz / 4)``: event density, 4 onsets per second give 0.63;
+    - ``B = clip(log2(spectral_centroid_hz / 250) / 4, 0, 1)``: 250 Hz gives 0, 4 kHz gives 1.
+
+    Parameters
+    ----------
+    loudness_lufs, onset_rate_hz, spectral_centroid_hz : float
+    """
+    loud = min(1.0, max(0.0, (loudness_lufs + 40.0) / 32.0))
+    density = 1.0 - math.exp(-max(0.0, onset_rate_hz) / 4.0)
+    if spectral_centroid_hz > 0:
+        bright = min(1.0, max(0.0, math.log2(spectral_centroid_hz / 250.0) / 4.0))
+    else:
+        bright = 0.0
+    return 0.5 * loud + 0.25 * density + 0.25 * bright

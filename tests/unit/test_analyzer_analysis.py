@@ -1,0 +1,160 @@
+"""The analyze() contract: every field filled, finite and in range, at every sample rate."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from services.analyzer import genre
+from services.analyzer.analysis import analyze, warm_up
+from services.common.errors import InvalidAudioError, UnsupportedFormatError
+from tests.signals import click_track, little_song, sine
+
+KEY_PATTERN = re.compile(r"^(C|C#|D|Eb|E|F|F#|G|Ab|A|Bb|B) (major|minor)$")
+FEATURE_NAMES = {
+    "rms_db",
+    "sample_peak_dbfs",
+    "dc_offset",
+    "onset_rate_hz",
+    "percussive_ratio",
+    "low_band_share",
+    "high_band_share",
+    "spectral_flatness",
+    "tuning_cents",
+    *(f"genre_prob_{g}" for g in genre.GENRES),
+}
+
+
+def assert_valid(result, *, sample_rate: int, channels: int, frames: int) -> None:
+    assert result.sample_rate == sample_rate
+    assert result.channels == channels
+    assert result.duration_s == pytest.approx(frames / sample_rate)
+    numbers = [
+        result.loudness_lufs,
+        result.true_peak_dbtp,
+        result.tempo_bpm,
+        result.crest_factor_db,
+        result.spectral_centroid_hz,
+        *result.beat_times_s,
+        *result.features.values(),
+    ]
+    assert all(math.isfinite(v) for v in numbers)
+    assert -70.0 <= result.loudness_lufs <= 10.0
+    assert 40.0 <= result.tempo_bpm <= 240.0
+    for unit_interval in (
+        result.tempo_confidence,
+        result.key_confidence,
+        result.energy,
+        result.features["percussive_ratio"],
+        result.features["low_band_share"],
+        result.features["high_band_share"],
+        result.features["spectral_flatness"],
+    ):
+        assert 0.0 <= unit_interval <= 1.0
+    assert result.stereo_width >= 0.0
+    assert result.crest_factor_db >= 0.0
+    assert 0.0 <= result.spectral_centroid_hz <= 11025.0
+    assert KEY_PATTERN.match(result.key)
+    assert result.genre in genre.GENRES
+    assert result.genre_method in ("heuristic", "override")
+    assert set(result.features) == FEATURE_NAMES
+    probs = [result.features[f"genre_prob_{g}"] for g in genre.GENRES]
+    assert sum(probs) == pytest.approx(1.0)
+    beats = np.array(result.beat_times_s)
+    assert np.all(np.diff(beats) > 0)
+    assert np.all((beats >= 0) & (beats <= result.duration_s))
+
+
+def test_a_little_song_fills_every_field() -> None:
+    audio = little_song(sr=44100, duration_s=8.0)
+    result = analyze(audio, 44100)
+    assert_valid(result, sample_rate=44100, channels=2, frames=audio.shape[1])
+    assert result.key == "A minor"
+    assert result.tempo_bpm == pytest.approx(120.0, rel=0.02)
+    assert result.stereo_width > 0.0
+
+
+@pytest.mark.parametrize("sr", [8000, 22050, 96000, 192000])
+def test_odd_sample_rates(sr: int) -> None:
+    audio = click_track(120, sr=sr, duration_s=6.0)
+    result = analyze(audio, sr)
+    assert_valid(result, sample_rate=sr, channels=2, frames=audio.shape[1])
+    assert result.tempo_bpm == pytest.approx(120.0, rel=0.02)
+
+
+def test_one_second_of_mono_audio_is_enough() -> None:
+    audio = sine(440.0, sr=16000, duration_s=1.0, channels=1)
+    assert_valid(analyze(audio, 16000), sample_rate=16000, channels=1, frames=16000)
+
+
+def test_float64_input_and_numpy_integer_rate_are_accepted() -> None:
+    audio = sine(440.0, duration_s=2.0).astype(np.float64)
+    result = analyze(audio, np.int64(44100))
+    assert result.sample_rate == 44100
+
+
+def test_analysis_is_deterministic_and_leaves_the_input_alone() -> None:
+    audio = little_song(sr=22050, duration_s=5.0)
+    before = audio.copy()
+    assert analyze(audio, 22050) == analyze(audio, 22050)
+    np.testing.assert_array_equal(audio, before)
+
+
+@pytest.mark.parametrize(
+    ("audio", "reason"),
+    [
+        (np.full((2, 44100), np.nan, dtype=np.float32), "NaN"),
+        (np.zeros((2, 44100), dtype=np.float32), "silent"),
+        (sine(440.0, duration_s=0.5), "long"),
+        (np.zeros((3, 44100), dtype=np.float32), "shape"),
+        (np.ones((2, 44100), dtype=np.int16), "floating"),
+        (np.ones(44100, dtype=np.float32), "shape"),
+    ],
+)
+def test_invalid_audio_is_rejected(audio: np.ndarray, reason: str) -> None:
+    with pytest.raises(InvalidAudioError, match=reason):
+        analyze(audio, 44100)
+
+
+@pytest.mark.parametrize("sr", [4000, 384000, 0])
+def test_unsupported_sample_rate_is_rejected(sr: int) -> None:
+    with pytest.raises(UnsupportedFormatError, match="sample rate"):
+        analyze(sine(440.0, sr=44100, duration_s=2.0), sr)
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    sr=st.sampled_from([8000, 11025, 32000, 44100, 48000]),
+    channels=st.sampled_from([1, 2]),
+    duration_s=st.floats(1.0, 3.0),
+    level_db=st.floats(-90.0, 0.0),
+    dc=st.floats(-0.2, 0.2),
+)
+def test_any_valid_audio_gives_finite_bounded_results(
+    seed: int, sr: int, channels: int, duration_s: float, level_db: float, dc: float
+) -> None:
+    rng = np.random.default_rng(seed)
+    frames = int(sr * duration_s)
+    # Noise bursts of random density and level over a DC offset: finite, bounded, any level.
+    noise = rng.standard_normal((channels, frames)) * (rng.random((channels, frames)) < 0.05)
+    audio = (10 ** (level_db / 20) * (noise / max(np.abs(noise).max(), 1e-9) + dc)).astype(
+        np.float32
+    )
+    if float(np.abs(audio).max()) < 1e-6:
+        return  # digital silence is rejected by design (tested above)
+    result = analyze(audio, sr)
+    assert_valid(result, sample_rate=sr, channels=channels, frames=frames)
+
+
+def test_warm_up_runs() -> None:
+    warm_up()
