@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.analyzer.analysis import warm_up
 from services.analyzer.server import SERVICE_NAME, AnalyzerServicer, register
 from services.analyzer.stage import analyze_job
 from services.common.blobstore import BlobStore
@@ -17,4 +18,5 @@ def parts(settings: Settings, blobs: BlobStore) -> StageParts:
         port=settings.analyzer_port,
         register=register(AnalyzerServicer(blobs=blobs, max_duration_s=limit)),
         handler=lambda job: analyze_job(job, blobs=blobs, max_duration_s=limit),
+        warm_up=warm_up,
     )

@@ -31,6 +31,7 @@ class StageParts:
     port: int
     register: Callable[[grpc.Server], None]
     handler: Handler
+    warm_up: Callable[[], None] | None = None  # pays lazy imports / JIT before SERVING
 
 
 PartsFactory = Callable[[Settings, BlobStore], StageParts]
@@ -54,6 +55,8 @@ def run_stage_service(factory: PartsFactory, settings: Settings, role: Role) -> 
     settings.require_distributed(role)
     blobs = open_blob_store(settings.blob_url, s3_endpoint_url=settings.s3_endpoint_url)
     parts = factory(settings, blobs)
+    if parts.warm_up is not None:
+        parts.warm_up()
     metrics_port = settings.metrics_port_for(role)
     if metrics_port:
         start_http_server(metrics_port, addr=settings.host)

@@ -99,3 +99,13 @@ def render_version(
         loudness_lufs=result.loudness_lufs,
         true_peak_dbtp=result.true_peak_dbtp,
     )
+
+
+def warm_up() -> None:
+    """Render one short buffer with every processor active, so numba's kernels are compiled (or
+    loaded from its cache) before a server reports SERVING."""
+    sr = 22_050
+    t = np.arange(sr) / sr
+    x = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    params = {"eq_mid_gain_db": 3.0, "comp_ratio": 4.0, "comp_threshold_db": -20.0}
+    render_version(np.stack([x, x[::-1]]), sr, params, target_lufs=-14.0, ceiling_dbtp=-1.0)

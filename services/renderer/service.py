@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.common.blobstore import BlobStore
 from services.common.service_runner import StageParts
 from services.common.settings import Settings
+from services.renderer.chain import warm_up
 from services.renderer.server import SERVICE_NAME, RendererServicer, register
 from services.renderer.stage import render_job
 
@@ -17,4 +18,5 @@ def parts(settings: Settings, blobs: BlobStore) -> StageParts:
         port=settings.renderer_port,
         register=register(RendererServicer(blobs=blobs, max_duration_s=limit)),
         handler=lambda job: render_job(job, blobs=blobs, max_duration_s=limit),
+        warm_up=warm_up,
     )
