@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from mixpilot.v1 import mixpilot_pb2 as pb
 from services.common import bus as busmod
 from services.common.errors import InvalidAudioError, ModelUnavailableError
-from services.common.stage_worker import STAGES, StageWorker, run_in_thread
+from services.common.stage_worker import ALL_TOPICS, STAGES, StageWorker, run_in_thread
 from services.common.telemetry import StageMetrics
 
 
@@ -74,19 +74,7 @@ def _run_until_idle(bus: busmod.InMemoryBus, worker: StageWorker) -> None:
 @pytest.fixture
 def bus() -> busmod.InMemoryBus:
     b = busmod.InMemoryBus()
-    b.ensure_topics(
-        [
-            t
-            for t in (
-                busmod.SUBMITTED,
-                busmod.ANALYZED,
-                busmod.PREDICTED,
-                busmod.RENDERED,
-                busmod.EVENTS,
-                busmod.DLQ,
-            )
-        ]
-    )
+    b.ensure_topics(ALL_TOPICS)
     return b
 
 
