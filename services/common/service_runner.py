@@ -99,6 +99,6 @@ def service_main(factory: PartsFactory, role: Role) -> int:
     try:
         run_stage_service(factory, load_settings(), role)
     except MixPilotError as exc:
-        print(f"mixpilot {role}: {exc.message}", file=sys.stderr)
+        print(f"mixpilot {role}: error: {exc.message}", file=sys.stderr)
         return 2
     return 0

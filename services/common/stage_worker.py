@@ -125,7 +125,10 @@ class StageWorker:
         except (DecodeError, InvalidMessageError) as exc:
             err = InvalidMessageError(f"malformed job envelope on {message.topic}: {exc}")
             self._dead_letter(
-                message, producer, job_error(err, stage=self.spec.name), job_id=message.key
+                message,
+                producer,
+                job_error(err, stage=self.spec.name),
+                job=pb.JobEnvelope(job_id=message.key) if message.key else None,
             )
             return
         jlog = job_logger(__name__, job.job_id, stage=self.spec.name)
@@ -143,7 +146,7 @@ class StageWorker:
         if error is not None:
             self.metrics.failed.labels(reason=error.code).inc()
             jlog.warning("job failed", extra={"code": error.code, "reason": error.message})
-            self._dead_letter(message, producer, error, job_id=job.job_id)
+            self._dead_letter(message, producer, error, job=job)
             return
         assert result is not None
         producer.send(self.spec.out_topic, key=job.job_id, value=result.SerializeToString())
@@ -187,7 +190,7 @@ class StageWorker:
         producer: busmod.Producer,
         error: pb.JobError,
         *,
-        job_id: str | None,
+        job: pb.JobEnvelope | None,
     ) -> None:
         headers = {
             "error_code": error.code,
@@ -197,10 +200,10 @@ class StageWorker:
             "source_partition": str(message.partition),
             "source_offset": str(message.offset),
         }
-        producer.send(busmod.DLQ, key=job_id, value=message.value, headers=headers)
-        if job_id:
+        producer.send(busmod.DLQ, key=message.key, value=message.value, headers=headers)
+        if job is not None:
             failed = make_event(
-                pb.JobEnvelope(job_id=job_id),
+                job,
                 pb.JOB_STATE_FAILED,
                 stage=self.spec.name,
                 progress=1.0,
