@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh --test || exit 1
 echo "== ruff"
 .venv/bin/ruff check . || exit 1
+.venv/bin/ruff format --check services/common || exit 1
+echo "== mypy services/common"
+.venv/bin/mypy services/common || exit 1
 echo "== pytest"
 .venv/bin/python -m pytest -ra --durations=15 "$@"
 rc=$?
