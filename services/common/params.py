@@ -17,7 +17,7 @@ import numpy as np
 
 from services.common.errors import InvalidParameterError
 
-Scale = Literal["linear", "log"]
+Scale = Literal["linear", "log", "choice"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,14 @@ class MixParameter:
     scale: Scale
     group: str
     description: str
+    #: For ``scale="choice"``: the option names; the physical value is the option's index.
+    choices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.scale == "choice" and (
+            len(self.choices) < 2 or (self.minimum, self.maximum) != (0, len(self.choices) - 1)
+        ):
+            raise ValueError(f"{self.name}: a choice needs >= 2 options indexed 0..n-1")
         if not self.minimum < self.maximum:
             raise ValueError(f"{self.name}: minimum must be below maximum")
         if not self.minimum <= self.default <= self.maximum:
@@ -43,12 +49,24 @@ class MixParameter:
 
     def validate(self, value: float) -> float:
         """Return ``value`` as float, or raise :class:`InvalidParameterError`."""
+        if self.choices and isinstance(value, str):
+            if value not in self.choices:
+                raise InvalidParameterError(
+                    f"{self.name}={value!r} is not one of {', '.join(self.choices)}"
+                )
+            return float(self.choices.index(value))
         v = float(value)
         if not math.isfinite(v) or not self.minimum <= v <= self.maximum:
             raise InvalidParameterError(
                 f"{self.name}={value!r} is outside [{self.minimum:g}, {self.maximum:g}] {self.unit}"
             )
+        if self.choices and v != round(v):
+            raise InvalidParameterError(f"{self.name}={value!r} must be an option index")
         return v
+
+    def choice(self, value: float) -> str:
+        """The option name of a choice parameter's physical value (its index)."""
+        return self.choices[int(round(min(max(value, self.minimum), self.maximum)))]
 
     def normalise(self, value: float) -> float:
         """Physical value -> [0, 1]."""
@@ -60,6 +78,8 @@ class MixParameter:
     def denormalise(self, x: float) -> float:
         """[0, 1] -> physical value (inputs outside [0, 1] are clipped)."""
         x = min(max(float(x), 0.0), 1.0)
+        if self.scale == "choice":
+            return float(round(x * self.maximum))
         if self.scale == "log":
             return self.minimum * (self.maximum / self.minimum) ** x
         return self.minimum + x * (self.maximum - self.minimum)
@@ -76,6 +96,34 @@ def _p(
     description: str,
 ) -> MixParameter:
     return MixParameter(name, unit, lo, hi, default, scale, group, description)
+
+
+def _choice(
+    name: str, choices: tuple[str, ...], default: str, group: str, description: str
+) -> MixParameter:
+    return MixParameter(
+        name,
+        "choice",
+        0.0,
+        float(len(choices) - 1),
+        float(choices.index(default)),
+        "choice",
+        group,
+        description,
+        choices,
+    )
+
+
+REVERB_STYLES = ("intimate", "plate", "hall", "spacious")
+DELAY_NOTES = ("1/4", "1/8", "1/8 dotted", "1/8 triplet", "1/16")
+#: Quarter notes per delay note value.
+DELAY_NOTE_BEATS = {
+    "1/4": 1.0,
+    "1/8": 0.5,
+    "1/8 dotted": 0.75,
+    "1/8 triplet": 1.0 / 3.0,
+    "1/16": 0.25,
+}
 
 
 #: Every mix parameter, in the order of the normalised vector models predict.
@@ -102,6 +150,142 @@ PARAMETERS: tuple[MixParameter, ...] = (
     _p("comp_release_ms", "ms", 10.0, 1000.0, 120.0, "log", "compressor", "Release time"),
     _p("comp_knee_db", "dB", 0.0, 24.0, 6.0, "linear", "compressor", "Soft-knee width"),
     _p("comp_makeup_db", "dB", 0.0, 24.0, 0.0, "linear", "compressor", "Makeup gain"),
+    _p(
+        "comp_lookahead_ms",
+        "ms",
+        0.0,
+        10.0,
+        0.0,
+        "linear",
+        "compressor",
+        "Detector look-ahead (the gain acts before the transient; no added latency offline)",
+    ),
+    _p(
+        "comp_sidechain_hpf_hz",
+        "Hz",
+        20.0,
+        300.0,
+        20.0,
+        "log",
+        "compressor",
+        "Detector high-pass, so bass does not pump the mix (20 = off)",
+    ),
+    # Vintage (opto/vari-mu-like) compressor with harmonic saturation.
+    _p("vcomp_threshold_db", "dBFS", -40.0, 0.0, 0.0, "linear", "vintage_compressor", "Threshold"),
+    _p(
+        "vcomp_ratio",
+        ":1",
+        1.0,
+        10.0,
+        1.0,
+        "log",
+        "vintage_compressor",
+        "Ratio (1 = off); the knee is wide and the ratio grows with level",
+    ),
+    _p("vcomp_attack_ms", "ms", 1.0, 100.0, 15.0, "log", "vintage_compressor", "Attack time"),
+    _p(
+        "vcomp_release_ms",
+        "ms",
+        50.0,
+        2000.0,
+        300.0,
+        "log",
+        "vintage_compressor",
+        "Base release; program-dependent: longer after sustained reduction",
+    ),
+    _p(
+        "vcomp_drive_db",
+        "dB",
+        0.0,
+        24.0,
+        0.0,
+        "linear",
+        "vintage_compressor",
+        "Drive into the saturation stage (0 = clean)",
+    ),
+    _p(
+        "vcomp_even_pct",
+        "%",
+        0.0,
+        100.0,
+        50.0,
+        "linear",
+        "vintage_compressor",
+        "Share of even (warm, tube-like) versus odd (tape/transformer-like) harmonics",
+    ),
+    # Harmonic exciter.
+    _p(
+        "exciter_freq_hz",
+        "Hz",
+        1000.0,
+        12000.0,
+        3000.0,
+        "log",
+        "exciter",
+        "Corner of the band that is saturated",
+    ),
+    _p("exciter_drive_db", "dB", 0.0, 24.0, 6.0, "linear", "exciter", "Saturation drive"),
+    _p(
+        "exciter_mix_pct",
+        "%",
+        0.0,
+        100.0,
+        0.0,
+        "linear",
+        "exciter",
+        "Generated harmonics mixed back in (0 = off)",
+    ),
+    # Stereo enhancer.
+    _p(
+        "stereo_width",
+        "x",
+        0.0,
+        2.0,
+        1.0,
+        "linear",
+        "stereo",
+        "Side gain relative to mid (0 = mono, 1 = unchanged, 2 = twice as wide)",
+    ),
+    _p(
+        "stereo_bass_mono_hz",
+        "Hz",
+        20.0,
+        300.0,
+        20.0,
+        "log",
+        "stereo",
+        "Below this the side channel is removed (bass kept mono; 20 = off)",
+    ),
+    # Reverb.
+    _choice("reverb_style", REVERB_STYLES, "plate", "reverb", "Reverb character"),
+    _p("reverb_predelay_ms", "ms", 0.0, 120.0, 20.0, "linear", "reverb", "Pre-delay"),
+    _p("reverb_decay_s", "s", 0.2, 8.0, 1.5, "log", "reverb", "Decay time (RT60)"),
+    _p(
+        "reverb_damping_pct",
+        "%",
+        0.0,
+        100.0,
+        50.0,
+        "linear",
+        "reverb",
+        "High-frequency damping of the tail",
+    ),
+    _p("reverb_mix_pct", "%", 0.0, 60.0, 0.0, "linear", "reverb", "Wet level (0 = off)"),
+    # Tempo-synced delay.
+    _choice("delay_note", DELAY_NOTES, "1/8", "delay", "Delay time as a note value of the tempo"),
+    _p("delay_feedback_pct", "%", 0.0, 90.0, 30.0, "linear", "delay", "Feedback"),
+    _p(
+        "delay_highcut_hz",
+        "Hz",
+        1000.0,
+        16000.0,
+        6000.0,
+        "log",
+        "delay",
+        "Low-pass in the feedback path (each repeat darker)",
+    ),
+    _choice("delay_pingpong", ("off", "on"), "off", "delay", "Repeats alternate left/right"),
+    _p("delay_mix_pct", "%", 0.0, 60.0, 0.0, "linear", "delay", "Wet level (0 = off)"),
 )
 
 BY_NAME: dict[str, MixParameter] = {p.name: p for p in PARAMETERS}
@@ -153,6 +337,13 @@ def table_markdown() -> str:
     """The parameter table for docs/parameters.md (generated, so it cannot drift)."""
     rows = ["| name | unit | min | max | neutral | scale | what |", "|---|---|---|---|---|---|---|"]
     for p in PARAMETERS:
+        if p.choices:
+            options = ", ".join(f"{i} = {c}" for i, c in enumerate(p.choices))
+            rows.append(
+                f"| `{p.name}` | choice | 0 | {p.maximum:g} | {p.default:g} ({p.choice(p.default)})"
+                f" | choice | {p.description} ({options}) |"
+            )
+            continue
         rows.append(
             f"| `{p.name}` | {p.unit} | {p.minimum:g} | {p.maximum:g} | {p.default:g} | "
             f"{p.scale} | {p.description} |"

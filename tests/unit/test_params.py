@@ -18,9 +18,9 @@ from services.common.params import (
 
 def test_names_carry_units_and_are_unique() -> None:
     assert len(BY_NAME) == len(PARAMETERS)
-    suffixes = ("_hz", "_db", "_ms", "_q", "_ratio")
+    suffixes = ("_hz", "_db", "_ms", "_s", "_q", "_ratio", "_pct", "_width")
     for p in PARAMETERS:
-        assert p.name.endswith(suffixes), p.name
+        assert p.name.endswith(suffixes) or p.choices, p.name
 
 
 def test_defaults_round_trip_through_vector() -> None:
@@ -35,7 +35,11 @@ def test_defaults_round_trip_through_vector() -> None:
 @given(st.lists(st.floats(0.0, 1.0), min_size=len(PARAMETERS), max_size=len(PARAMETERS)))
 def test_normalisation_is_invertible(xs: list[float]) -> None:
     params = from_vector(np.array(xs))
-    assert np.allclose(to_vector(params), xs, atol=1e-5)
+    expected = [
+        round(x * p.maximum) / p.maximum if p.choices else x
+        for p, x in zip(PARAMETERS, xs, strict=True)
+    ]
+    assert np.allclose(to_vector(params), expected, atol=1e-5)
 
 
 def test_log_scale_midpoint_is_geometric_mean() -> None:
@@ -55,3 +59,15 @@ def test_bad_values_are_rejected_with_a_clear_message(values: dict) -> None:
 def test_wrong_vector_length() -> None:
     with pytest.raises(InvalidParameterError):
         from_vector(np.zeros(3))
+
+
+def test_choice_parameters_take_names_or_indices() -> None:
+    style = BY_NAME["reverb_style"]
+    assert style.validate("hall") == style.choices.index("hall")
+    assert style.choice(style.validate("spacious")) == "spacious"
+    assert style.denormalise(style.normalise(2.0)) == 2.0
+    with pytest.raises(InvalidParameterError, match="not one of"):
+        style.validate("cathedral")
+    with pytest.raises(InvalidParameterError, match="option index"):
+        style.validate(1.5)
+    assert validate_params({"delay_note": "1/8 dotted"})["delay_note"] == 2.0
