@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 import numba
 import numpy as np
+from scipy.signal import butter, sosfilt
 
 from services.common.params import BY_NAME, validate_params
 from services.renderer.processor import (
@@ -95,6 +96,8 @@ class Compressor(Processor):
     release_ms = Parameter("comp_release_ms")
     knee_db = Parameter("comp_knee_db")
     makeup_db = Parameter("comp_makeup_db")
+    lookahead_ms = Parameter("comp_lookahead_ms")
+    sidechain_hpf_hz = Parameter("comp_sidechain_hpf_hz")
 
     def __init__(
         self,
@@ -105,6 +108,8 @@ class Compressor(Processor):
         release_ms: float = _d("comp_release_ms"),
         knee_db: float = _d("comp_knee_db"),
         makeup_db: float = _d("comp_makeup_db"),
+        lookahead_ms: float = _d("comp_lookahead_ms"),
+        sidechain_hpf_hz: float = _d("comp_sidechain_hpf_hz"),
     ) -> None:
         self.threshold_db = threshold_db
         self.ratio = ratio
@@ -112,6 +117,8 @@ class Compressor(Processor):
         self.release_ms = release_ms
         self.knee_db = knee_db
         self.makeup_db = makeup_db
+        self.lookahead_ms = lookahead_ms
+        self.sidechain_hpf_hz = sidechain_hpf_hz
 
     @classmethod
     def from_params(cls, params: Mapping[str, float]) -> Compressor:
@@ -135,17 +142,28 @@ class Compressor(Processor):
         sr = check_sample_rate(sample_rate)
         if self.ratio == 1.0:
             return np.zeros(x.shape[1])
-        peak = np.max(np.abs(x), axis=0)
+        detector = x
+        hpf_hz = min(self.sidechain_hpf_hz, 0.45 * sr)
+        if hpf_hz > _d("comp_sidechain_hpf_hz"):
+            # Detector-only high-pass: bass energy no longer drives the gain (no pumping).
+            detector = sosfilt(butter(4, hpf_hz, btype="highpass", fs=sr, output="sos"), x)
+        peak = np.max(np.abs(detector), axis=0)
         with np.errstate(divide="ignore"):
             level_db = np.maximum(20.0 * np.log10(peak), LEVEL_FLOOR_DB)
         gr = static_gain_reduction_db(
             level_db, threshold_db=self.threshold_db, ratio=self.ratio, knee_db=self.knee_db
         )
-        return _smooth_gain_reduction(
+        smoothed = _smooth_gain_reduction(
             np.ascontiguousarray(gr),
             time_constant_coef(self.attack_ms, sr),
             time_constant_coef(self.release_ms, sr),
         )
+        ahead = int(round(self.lookahead_ms * 1e-3 * sr))
+        if ahead > 0:
+            # Offline look-ahead: the gain reaches each transient `ahead` samples early; the
+            # audio itself is not delayed (no added latency).
+            smoothed = np.concatenate([smoothed[ahead:], np.full(ahead, smoothed[-1])])
+        return smoothed
 
     def _process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         if self.ratio == 1.0:

@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 
 from services.common.errors import InvalidParameterError
 from services.common.loudness import integrated_loudness, true_peak_dbtp
-from services.common.params import PARAMETERS, defaults
+from services.common.params import defaults
 from services.renderer.chain import RenderResult, build_chain, render_version
 from services.renderer.compressor import Compressor
 from services.renderer.eq import ParametricEQ
 from tests.signals import chord_progression, sine, white_noise
+from tests.strategies import param_sets
 
 
 def band_level_db(x: np.ndarray, sr: int, freq_hz: float) -> float:
@@ -101,12 +102,6 @@ def test_invalid_parameter_sets_are_rejected(params) -> None:
         render_version(sine(440.0, duration_s=0.5), 44100, params)
 
 
-param_sets = st.fixed_dictionaries(
-    {
-        p.name: st.floats(min_value=p.minimum, max_value=p.maximum, allow_nan=False)
-        for p in PARAMETERS
-    }
-)
 
 
 @settings(
