@@ -150,6 +150,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         file: Annotated[UploadFile, File(description="WAV, FLAC, MP3, OGG or AIFF")],
         target_lufs: Annotated[float | None, Form()] = None,
         genre: Annotated[str | None, Form()] = None,
+        intensity_pct: Annotated[float, Form(ge=0.0, le=100.0)] = 100.0,
     ) -> dict[str, Any]:
         settings = gw.settings
         target = settings.target_lufs if target_lufs is None else target_lufs
@@ -185,11 +186,13 @@ def create_app(gateway: Gateway) -> FastAPI:
             target_lufs=target,
             ceiling_dbtp=settings.true_peak_ceiling_dbtp,
             genre_override=genre or "",
+            intensity_pct=intensity_pct,
         )
         options = {
             "target_lufs": target,
             "true_peak_ceiling_dbtp": settings.true_peak_ceiling_dbtp,
             "genre": genre,
+            "intensity_pct": intensity_pct,
         }
         gw.store.create_job(
             job_id=job_id,

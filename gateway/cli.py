@@ -45,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
         help="integrated loudness target: LUFS or streaming|apple|ebu (default -14)",
     )
     mix.add_argument("--genre", choices=["pop", "rock", "electronic", "jazz", "ballad"])
+    mix.add_argument(
+        "--intensity",
+        type=float,
+        default=100.0,
+        metavar="PCT",
+        help="0-100: how far the mix departs from neutral (default 100)",
+    )
     mix.add_argument("--quiet", action="store_true", help="no progress bar")
 
     an = sub.add_parser("analyze", help="print the musical analysis of a song")
@@ -86,6 +93,7 @@ def _mix(args: argparse.Namespace) -> int:
             ceiling_dbtp=settings.true_peak_ceiling_dbtp,
             max_duration_s=settings.max_duration_s,
             genre=args.genre,
+            intensity_pct=args.intensity,
             progress=progress,
         )
     finally:

@@ -39,6 +39,7 @@ def mix_file(
     ceiling_dbtp: float,
     max_duration_s: float,
     genre: str | None = None,
+    intensity_pct: float = 100.0,
     progress: Progress = _noop,
 ) -> dict[str, Any]:
     """Analyse, predict and render ``song``; write ``outdir/<version>.wav`` and
@@ -58,6 +59,7 @@ def mix_file(
         size_bytes=len(data),
     )
     job = new_envelope(
+        intensity_pct=intensity_pct,
         job_id=new_job_id(),
         tenant="local",
         input_ref=ref,
@@ -87,7 +89,14 @@ def mix_file(
 
     progress(f"rendering {len(sets)} versions", 0.4)
     rendered = render_versions(
-        audio, sr, sets, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp, on_progress=on_render
+        audio,
+        sr,
+        sets,
+        target_lufs=target_lufs,
+        ceiling_dbtp=ceiling_dbtp,
+        tempo_bpm=job.analysis.tempo_bpm,
+        intensity_pct=intensity_pct,
+        on_progress=on_render,
     )
     outdir.mkdir(parents=True, exist_ok=True)
     for r in rendered:

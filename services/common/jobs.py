@@ -53,6 +53,7 @@ def new_envelope(
     ceiling_dbtp: float,
     genre_override: str = "",
     versions: list[str] | None = None,
+    intensity_pct: float = 100.0,
 ) -> pb.JobEnvelope:
     return pb.JobEnvelope(
         job_id=job_id,
@@ -64,10 +65,16 @@ def new_envelope(
             true_peak_ceiling_dbtp=ceiling_dbtp,
             genre_override=genre_override,
             versions=versions or [],
+            intensity_pct=intensity_pct,
         ),
         input=input_ref,
         submitted_at=now_timestamp(),
     )
+
+
+def intensity_of(options: pb.JobOptions) -> float:
+    """The job's intensity control (unset means 100 %)."""
+    return options.intensity_pct if options.HasField("intensity_pct") else 100.0
 
 
 def job_error(exc: BaseException, *, stage: str) -> pb.JobError:

@@ -349,3 +349,33 @@ def table_markdown() -> str:
             f"{p.scale} | {p.description} |"
         )
     return "\n".join(rows) + "\n"
+
+
+def scale_departure(values: Mapping[str, float], intensity_pct: float) -> dict[str, float]:
+    """The intensity control: move every parameter towards (0 %) or away from (up to 100 %) its
+    neutral value, in normalised space so log-scaled parameters scale musically. Choice
+    parameters (reverb style, delay note) are kept; at 0 % every processor is neutral.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``intensity_pct`` outside 0..100, or an invalid parameter set.
+    """
+    if not 0.0 <= float(intensity_pct) <= 100.0:
+        raise InvalidParameterError(f"intensity {intensity_pct!r} % is outside 0-100 %")
+    k = float(intensity_pct) / 100.0
+    full = validate_params(values)
+    if k == 1.0:
+        return full
+    out: dict[str, float] = {}
+    for p in PARAMETERS:
+        v = full[p.name]
+        if p.choices:
+            out[p.name] = v
+            continue
+        if k == 0.0 or v == p.default:
+            out[p.name] = p.default  # exactly neutral, so the processor is an exact bypass
+            continue
+        n0 = p.normalise(p.default)
+        out[p.name] = p.denormalise(n0 + k * (p.normalise(v) - n0))
+    return out

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from mixpilot.v1 import mixpilot_pb2 as pb
-from services.common.jobs import to_dict
+from services.common.jobs import intensity_of, to_dict
 from services.common.params import BY_NAME
 
 REPORT_SCHEMA = "mixpilot.report/1"
@@ -64,6 +64,7 @@ def build_report(job: pb.JobEnvelope) -> dict[str, Any]:
         "target": {
             "loudness_lufs": job.options.target_lufs,
             "true_peak_ceiling_dbtp": job.options.true_peak_ceiling_dbtp,
+            "intensity_pct": intensity_of(job.options),
         },
         "analysis": to_dict(job.analysis),
         "versions": versions,

@@ -16,11 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.common.params import validate_params
+from services.common.params import scale_departure, validate_params
 from services.renderer.compressor import Compressor
 from services.renderer.eq import ParametricEQ
 from services.renderer.mastering import master
 from services.renderer.processor import Chain
+
+#: Tempo assumed when none is known (tempo-synced effects only).
+DEFAULT_TEMPO_BPM = 120.0
 
 
 @dataclass(frozen=True)
@@ -35,20 +38,25 @@ class RenderResult:
         Measured integrated loudness (BS.1770-4) of ``audio``.
     true_peak_dbtp : float
         Measured 4x-oversampled true peak of ``audio``.
+    params : dict[str, float]
+        The physical parameters that were applied (after the intensity control).
     """
 
     audio: np.ndarray
     loudness_lufs: float
     true_peak_dbtp: float
+    params: dict[str, float]
 
 
-def build_chain(params: Mapping[str, float]) -> Chain:
+def build_chain(params: Mapping[str, float], *, tempo_bpm: float = DEFAULT_TEMPO_BPM) -> Chain:
     """The mix processors for a physical parameter set, in order (mastering not included).
 
     Parameters
     ----------
     params : Mapping[str, float]
         Physical values by schema name; missing names take their neutral defaults.
+    tempo_bpm : float
+        The song's tempo (quarter notes per minute), for tempo-synced effects.
 
     Raises
     ------
@@ -66,6 +74,8 @@ def render_version(
     *,
     target_lufs: float = -14.0,
     ceiling_dbtp: float = -1.0,
+    tempo_bpm: float = DEFAULT_TEMPO_BPM,
+    intensity_pct: float = 100.0,
 ) -> RenderResult:
     """Mix ``audio`` with ``params``, then normalise and limit it.
 
@@ -79,6 +89,11 @@ def render_version(
         Integrated loudness target.
     ceiling_dbtp : float
         True-peak ceiling (4x oversampled).
+    tempo_bpm : float
+        The analysed tempo, for tempo-synced effects.
+    intensity_pct : float
+        0..100: how far every processor departs from neutral
+        (:func:`services.common.params.scale_departure`).
 
     Returns
     -------
@@ -91,13 +106,15 @@ def render_version(
     ------
     InvalidAudioError, InvalidParameterError
     """
-    chain = build_chain(params)  # parameters first: fail before any audio work
+    applied = scale_departure(params, intensity_pct)  # validates: fail before any audio work
+    chain = build_chain(applied, tempo_bpm=tempo_bpm)
     mixed = chain.process(audio, sample_rate)
     result = master(mixed, sample_rate, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp)
     return RenderResult(
         audio=result.audio,
         loudness_lufs=result.loudness_lufs,
         true_peak_dbtp=result.true_peak_dbtp,
+        params=applied,
     )
 
 

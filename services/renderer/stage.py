@@ -11,8 +11,9 @@ from mixpilot.v1 import mixpilot_pb2 as pb
 from services.common.audio_io import encode_audio, read_audio
 from services.common.blobstore import BlobStore
 from services.common.errors import InvalidMessageError
-from services.common.jobs import Stopwatch
+from services.common.jobs import Stopwatch, intensity_of
 from services.common.report import build_report
+from services.renderer.chain import DEFAULT_TEMPO_BPM
 from services.renderer.versions import render_versions, rendered_message, version_sets
 
 
@@ -38,6 +39,8 @@ def render_job(
         sets,
         target_lufs=job.options.target_lufs,
         ceiling_dbtp=job.options.true_peak_ceiling_dbtp,
+        tempo_bpm=job.analysis.tempo_bpm or DEFAULT_TEMPO_BPM,
+        intensity_pct=intensity_of(job.options),
         on_progress=on_progress,
     )
     out = pb.JobEnvelope()

@@ -44,16 +44,25 @@ def render_versions(
     *,
     target_lufs: float,
     ceiling_dbtp: float,
+    tempo_bpm: float,
+    intensity_pct: float = 100.0,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> list[RenderedAudio]:
-    """Render each ``(name, params)``; ``on_progress(name, done, total)`` after each."""
+    """Render each ``(name, params)``; ``on_progress(name, done, total)`` after each. The
+    intensity control scales every set (``original``'s neutral set stays neutral)."""
     out = []
     for i, (name, params) in enumerate(sets):
         start = time.perf_counter()
         result = render_version(
-            audio, sample_rate, params, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp
+            audio,
+            sample_rate,
+            params,
+            target_lufs=target_lufs,
+            ceiling_dbtp=ceiling_dbtp,
+            tempo_bpm=tempo_bpm,
+            intensity_pct=intensity_pct,
         )
-        out.append(RenderedAudio(name, dict(params), result, time.perf_counter() - start))
+        out.append(RenderedAudio(name, result.params, result, time.perf_counter() - start))
         if on_progress is not None:
             on_progress(name, i + 1, len(sets))
     return out

@@ -71,3 +71,27 @@ def test_choice_parameters_take_names_or_indices() -> None:
     with pytest.raises(InvalidParameterError, match="option index"):
         style.validate(1.5)
     assert validate_params({"delay_note": "1/8 dotted"})["delay_note"] == 2.0
+
+
+def test_intensity_scales_every_departure_from_neutral() -> None:
+    from services.common.params import scale_departure
+
+    strong = validate_params(
+        {
+            "eq_high_shelf_gain_db": 6.0,
+            "comp_ratio": 4.0,
+            "reverb_mix_pct": 30.0,
+            "reverb_style": "hall",
+            "stereo_width": 1.6,
+        }
+    )
+    assert scale_departure(strong, 100) == strong
+    assert scale_departure(strong, 0) == {**defaults(), "reverb_style": strong["reverb_style"]}
+    half = scale_departure(strong, 50)
+    assert half["eq_high_shelf_gain_db"] == pytest.approx(3.0)
+    assert half["reverb_mix_pct"] == pytest.approx(15.0)
+    assert half["stereo_width"] == pytest.approx(1.3)
+    assert half["comp_ratio"] == pytest.approx(2.0)  # log scale: geometric halfway
+    assert half["reverb_style"] == strong["reverb_style"]
+    with pytest.raises(InvalidParameterError):
+        scale_departure(strong, 120)

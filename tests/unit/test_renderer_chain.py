@@ -129,3 +129,20 @@ def test_random_parameter_sets_give_finite_bounded_same_length_audio(
     assert np.all(np.isfinite(y))
     assert true_peak_dbtp(y) <= -1.0
     assert result.loudness_lufs == pytest.approx(-14.0, abs=0.5)
+
+
+def test_intensity_zero_renders_the_original_and_half_is_in_between() -> None:
+    sr = 44100
+    x = chord_progression("D", "major", sr=sr, seconds_per_chord=0.5, repeats=2)
+    strong = {"eq_high_shelf_gain_db": 9.0, "eq_high_shelf_freq_hz": 4000.0}
+    neutral = render_version(x, sr, {}, target_lufs=-18.0)
+    off = render_version(x, sr, strong, target_lufs=-18.0, intensity_pct=0.0)
+    np.testing.assert_array_equal(off.audio, neutral.audio)
+
+    def top_minus_bottom(r: RenderResult) -> float:
+        return band_level_db(r.audio, sr, 8000.0) - band_level_db(r.audio, sr, 200.0)
+
+    full = render_version(x, sr, strong, target_lufs=-18.0)
+    half = render_version(x, sr, strong, target_lufs=-18.0, intensity_pct=50.0)
+    assert half.params["eq_high_shelf_gain_db"] == pytest.approx(4.5)
+    assert top_minus_bottom(neutral) < top_minus_bottom(half) < top_minus_bottom(full)

@@ -66,6 +66,8 @@ def test_parameters_carry_units_in_their_names() -> None:
         "release_ms",
         "knee_db",
         "makeup_db",
+        "lookahead_ms",
+        "sidechain_hpf_hz",
     }
     assert set(TruePeakLimiter().parameters) == {"ceiling_dbtp", "lookahead_ms", "release_ms"}
     assert "ratio=1" in repr(Compressor())

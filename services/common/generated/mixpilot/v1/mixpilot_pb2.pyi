@@ -321,11 +321,14 @@ class JobOptions(_message.Message):
     TRUE_PEAK_CEILING_DBTP_FIELD_NUMBER: _builtins.int
     VERSIONS_FIELD_NUMBER: _builtins.int
     GENRE_OVERRIDE_FIELD_NUMBER: _builtins.int
+    INTENSITY_PCT_FIELD_NUMBER: _builtins.int
     target_lufs: _builtins.float
     """default -14"""
     true_peak_ceiling_dbtp: _builtins.float
     """default -1.0"""
     genre_override: _builtins.str
+    intensity_pct: _builtins.float
+    """How far every processor departs from neutral, 0..100 %; unset means 100 %."""
     @_builtins.property
     def versions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """empty: all available"""
@@ -337,12 +340,15 @@ class JobOptions(_message.Message):
         true_peak_ceiling_dbtp: _builtins.float = ...,
         versions: _abc.Iterable[_builtins.str] | None = ...,
         genre_override: _builtins.str = ...,
+        intensity_pct: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_intensity_pct", b"_intensity_pct", "intensity_pct", b"intensity_pct"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["genre_override", b"genre_override", "target_lufs", b"target_lufs", "true_peak_ceiling_dbtp", b"true_peak_ceiling_dbtp", "versions", b"versions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_intensity_pct", b"_intensity_pct", "genre_override", b"genre_override", "intensity_pct", b"intensity_pct", "target_lufs", b"target_lufs", "true_peak_ceiling_dbtp", b"true_peak_ceiling_dbtp", "versions", b"versions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__intensity_pct: _TypeAlias = _typing.Literal["intensity_pct"]  # noqa: Y015
+    _WhichOneofArgType__intensity_pct: _TypeAlias = _typing.Literal["_intensity_pct", b"_intensity_pct"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__intensity_pct) -> _WhichOneofReturnType__intensity_pct | None: ...
 
 Global___JobOptions: _TypeAlias = JobOptions  # noqa: Y015
 
