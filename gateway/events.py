@@ -8,6 +8,7 @@ import threading
 
 from google.protobuf.message import DecodeError
 from prometheus_client import Counter
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.store import JobStore
 from mixpilot.v1 import mixpilot_pb2 as pb
@@ -35,10 +36,29 @@ class EventApplier:
         try:
             while not self._stop.is_set():
                 for message in consumer.poll(0.5):
-                    self.apply(message)
+                    if not self._apply_until_stored(message):
+                        return  # stopping: leave it uncommitted for the next consumer
                     consumer.commit(message)
         finally:
             consumer.close()
+
+    def _apply_until_stored(self, message: busmod.Message) -> bool:
+        """Events apply in order: while the job store is unreachable, keep retrying this one
+        (with backoff) rather than skipping it or dying."""
+        delay = 0.2
+        while True:
+            try:
+                self.apply(message)
+                return True
+            except SQLAlchemyError as exc:
+                APPLIED.labels(result="store_error").inc()
+                log.warning(
+                    "job store unavailable; retrying event",
+                    extra={"offset": message.offset, "error": str(exc)[:300]},
+                )
+                if self._stop.wait(delay):
+                    return False
+                delay = min(delay * 2, 5.0)
 
     def apply(self, message: busmod.Message) -> None:
         try:

@@ -65,3 +65,55 @@ def test_event_for_unknown_job_is_recorded_but_not_applied(store: JobStore) -> N
     ev = make_event(pb.JobEnvelope(job_id="ghost"), pb.JOB_STATE_FAILED, stage="x", progress=1)
     assert not store.apply_event(ev)
     assert store.get_job("ghost") is None
+
+
+def test_event_applier_waits_out_a_store_outage(tmp_path: Path) -> None:
+    """The store goes away (its file is replaced by a directory); events keep arriving. The
+    applier retries instead of dying or skipping, and applies them once the store is back."""
+    import threading
+
+    from gateway.events import EventApplier
+    from services.common import bus as busmod
+    from tests.infra import wait_until
+
+    db = tmp_path / "jobs.sqlite3"
+    store = JobStore(f"sqlite:///{db}")
+    store.create_job(
+        job_id="j1",
+        tenant="t",
+        filename="a.wav",
+        input_uri="file:///a",
+        input_sha256="0" * 64,
+        options={},
+    )
+    bus = busmod.InMemoryBus()
+    applier = EventApplier(bus=bus, store=store, group_id="g")
+    broken = threading.Event()
+    real_apply = store.apply_event
+    failures: list[int] = []
+
+    def flaky(event: pb.JobEvent) -> bool:
+        if broken.is_set():
+            failures.append(1)
+            from sqlalchemy.exc import OperationalError
+
+            raise OperationalError("UPDATE jobs", {}, Exception("database is unavailable"))
+        return real_apply(event)
+
+    store.apply_event = flaky  # type: ignore[method-assign]
+    broken.set()
+    thread = applier.start()
+    bus.producer().send(
+        busmod.EVENTS, key="j1", value=_event(pb.JOB_STATE_ANALYZING).SerializeToString()
+    )
+    wait_until(lambda: len(failures) >= 3, timeout_s=20, what="retries during the outage")
+    assert thread.is_alive() and store.get_job("j1").state == "queued"  # type: ignore[union-attr]
+    broken.clear()
+    wait_until(
+        lambda: store.get_job("j1").state == "analyzing",  # type: ignore[union-attr]
+        timeout_s=20,
+        what="the event to apply once the store is back",
+    )
+    applier.stop()
+    thread.join(5)
+    assert store.get_job("j1").state == "analyzing"  # type: ignore[union-attr]
