@@ -1,0 +1,281 @@
+"""Harmonic exciter: the upper band, driven into a smooth saturator, mixed back in.
+
+::
+
+    x ──┬─────────────────────────────────────────────────────────────(+)──> y
+        └─> HP(freq_hz) ─> x drive ─> saturate ─> / drive ─> HP(freq_hz) ─> x mix ─┘
+
+- **Band split**: a 2nd-order Butterworth high-pass at ``freq_hz`` run forward and backward over
+  the zero-extended buffer (as :func:`services.renderer.stereo.zero_phase_sosfilt`): zero
+  phase, the magnitude of a 4th-order Linkwitz-Riley high-pass (-6 dB at the corner,
+  24 dB/octave below). Only this band reaches the saturator, so low notes are not distorted.
+- **Saturator**: a biased tanh, ``s(u) = (tanh(u + b) - tanh(b)) / sech(b)^2`` with ``b = 0.3``:
+  smooth, unit slope at 0 (``s(0) = 0``, so silence stays silent), asymmetric clip levels (about
+  +0.77 and -1.41), hence both odd and even (2nd, 4th: "warm") harmonics. The band is multiplied by
+  ``10^(drive_db / 20)`` before and divided by it after, so quiet content passes at unit gain and
+  drive sets how hard the peaks are saturated.
+- **Second high-pass** at the same corner: keeps the generated upper harmonics and removes what
+  the saturator puts below the corner (the DC of the even component, difference tones).
+- **Mix**: ``y = x + mix_pct / 100 * wet``. The dry signal is untouched, so everything below the
+  corner passes unchanged. At low drive the wet is mostly the clean band itself, so a high mix
+  also lifts the band (up to +6 dB far above the corner at 100 %); the harmonics grow with drive
+  (their level while the band's peaks times the drive stay below about 2; beyond, their share of
+  the wet keeps growing while the clipped wet gets quieter).
+
+The four filter passes and the saturator run as numba kernels plus numpy's vectorised ``tanh``;
+the drive is folded into the first pass and ``1 / drive`` into the mix gain.
+
+``mix_pct = 0`` (the default) is an exact bypass. No oversampling: harmonics above Nyquist fold
+back (into the band, which is kept; folded content below the corner is removed like the rest).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numba
+import numpy as np
+from scipy.signal import butter, sosfreqz
+
+from services.common.params import BY_NAME, validate_params
+from services.renderer.processor import (
+    Parameter,
+    Processor,
+    check_processor_input,
+    check_sample_rate,
+)
+from services.renderer.stereo import settle_frames, sos_pass
+
+#: The corner is clamped to this fraction of the sample rate (as the EQ does).
+MAX_FREQ_FRACTION = 0.45
+#: Butterworth order of each band high-pass (run forward and backward: LR4 magnitude).
+BAND_ORDER = 2
+#: Bias of the saturator: the share of even harmonics (0 would be a symmetric tanh, odd only).
+SATURATOR_BIAS = 0.3
+#: Largest slope of the saturator, ``cosh(bias)^2`` (reached at ``u = -bias``): |s(u)| <= this |u|.
+SATURATOR_MAX_SLOPE = math.cosh(SATURATOR_BIAS) ** 2
+
+
+def _d(name: str) -> float:
+    return BY_NAME[name].default
+
+
+def saturate(band: np.ndarray, *, drive_db: float, out: np.ndarray | None = None) -> np.ndarray:
+    """The exciter's static curve: ``s(g * band) / g`` with ``g = 10^(drive_db / 20)``.
+
+    ``s(u) = (tanh(u + b) - tanh(b)) / sech(b)^2``: unit slope at 0, ``s(0) = 0``, bounded by
+    ``(1 + tanh(b)) * cosh(b)^2`` (1.41) below and ``(1 - tanh(b)) * cosh(b)^2`` (0.77) above.
+
+    Parameters
+    ----------
+    band : np.ndarray, any shape, float64
+    drive_db : float
+    out : np.ndarray, optional
+        Where to write the result (may be ``band`` itself).
+
+    Returns
+    -------
+    np.ndarray, same shape, float64
+    """
+    g = 10.0 ** (drive_db / 20.0)
+    tb = math.tanh(SATURATOR_BIAS)
+    norm = SATURATOR_MAX_SLOPE / g  # 1 / (sech(b)^2 * g)
+    y = np.multiply(band, g, out=out)
+    y += SATURATOR_BIAS
+    np.tanh(y, out=y)
+    y -= tb
+    y *= norm
+    return y
+
+
+@numba.njit(cache=True, nogil=True)
+def _shape_forward(buf: np.ndarray, sec: np.ndarray, tb: float) -> None:
+    """In place: ``t -> t / (1 + tb t)``, then the biquad forward.
+
+    With ``t = tanh(u)`` and ``tb = tanh(b)`` the map is ``(tanh(u + b) - tanh(b)) cosh(b)^2``, the
+    biased tanh. Rows go in pairs (an odd last row with itself, see ``stereo._biquad_rows``).
+    """
+    rows, n = buf.shape
+    b0, b1, b2, a1, a2 = sec[0], sec[1], sec[2], sec[4], sec[5]
+    for r in range(0, rows, 2):
+        r2 = min(r + 1, rows - 1)
+        z1 = 0.0
+        z2 = 0.0
+        w1 = 0.0
+        w2 = 0.0
+        for i in range(n):
+            t = buf[r, i]
+            x = t / (1.0 + tb * t)
+            t = buf[r2, i]
+            u = t / (1.0 + tb * t)
+            o = b0 * x + z1
+            z1 = b1 * x - a1 * o + z2
+            z2 = b2 * x - a2 * o
+            p = b0 * u + w1
+            w1 = b1 * u - a1 * p + w2
+            w2 = b2 * u - a2 * p
+            buf[r, i] = o
+            buf[r2, i] = p
+
+
+@numba.njit(cache=True, nogil=True)
+def _backward_mix(
+    buf: np.ndarray,
+    sec: np.ndarray,
+    dry: np.ndarray,
+    dry_gain: float,
+    pad: int,
+    gain: float,
+    out: np.ndarray,
+) -> None:
+    """The biquad backward over ``buf``; ``out = dry_gain * dry + gain * result`` on the unpadded
+    frames (``buf`` has ``pad`` extra frames at each end)."""
+    rows, n = buf.shape
+    frames = dry.shape[1]
+    b0, b1, b2, a1, a2 = sec[0], sec[1], sec[2], sec[4], sec[5]
+    for r in range(0, rows, 2):
+        r2 = min(r + 1, rows - 1)
+        z1 = 0.0
+        z2 = 0.0
+        w1 = 0.0
+        w2 = 0.0
+        for i in range(n - 1, -1, -1):
+            x = buf[r, i]
+            u = buf[r2, i]
+            o = b0 * x + z1
+            z1 = b1 * x - a1 * o + z2
+            z2 = b2 * x - a2 * o
+            p = b0 * u + w1
+            w1 = b1 * u - a1 * p + w2
+            w2 = b2 * u - a2 * p
+            j = i - pad
+            if 0 <= j < frames:
+                out[r, j] = dry_gain * dry[r, j] + gain * o
+                out[r2, j] = dry_gain * dry[r2, j] + gain * p
+
+
+class Exciter(Processor):
+    """Band-limited harmonic exciter.
+
+    Parameters are the schema's ``exciter_*`` parameters without the prefix; build one from a
+    schema parameter set with :meth:`from_params`. ``mix_pct=0`` (the default) is an exact bypass.
+    """
+
+    freq_hz = Parameter("exciter_freq_hz")
+    drive_db = Parameter("exciter_drive_db")
+    mix_pct = Parameter("exciter_mix_pct")
+
+    def __init__(
+        self,
+        *,
+        freq_hz: float = _d("exciter_freq_hz"),
+        drive_db: float = _d("exciter_drive_db"),
+        mix_pct: float = _d("exciter_mix_pct"),
+    ) -> None:
+        self._sos_cache: dict[int, np.ndarray] = {}
+        self.freq_hz = freq_hz
+        self.drive_db = drive_db
+        self.mix_pct = mix_pct
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, float]) -> Exciter:
+        """Build from a schema parameter set (``exciter_*`` names; missing ones take defaults)."""
+        full = validate_params(params)
+        return cls(
+            **{k.removeprefix("exciter_"): v for k, v in full.items() if k.startswith("exciter_")}
+        )
+
+    @property
+    def is_bypass(self) -> bool:
+        """True when the exciter returns its input unchanged (mix 0)."""
+        return self.mix_pct == 0.0
+
+    def corner_hz(self, sample_rate: int) -> float:
+        """The band corner actually used: ``freq_hz`` clamped to 0.45 x ``sample_rate``."""
+        return min(self.freq_hz, MAX_FREQ_FRACTION * check_sample_rate(sample_rate))
+
+    def band_sos(self, sample_rate: int) -> np.ndarray:
+        """The band high-pass (run forward and backward, before and after the saturator).
+
+        Returns
+        -------
+        np.ndarray, shape (1, 6), float64
+        """
+        sr = check_sample_rate(sample_rate)
+        cached = self._sos_cache.get(sr)
+        if cached is None:
+            cached = np.asarray(
+                butter(BAND_ORDER, self.corner_hz(sr), btype="highpass", fs=sr, output="sos"),
+                dtype=np.float64,
+            )
+            self._sos_cache[sr] = cached
+        return cached.copy()
+
+    def band_response_db(self, *, freqs_hz: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Designed gain in dB of one band filter (forward and backward, ``|H|^2``) at
+        ``freqs_hz``; the wet path has it twice.
+
+        Returns
+        -------
+        np.ndarray, shape (n,), float64
+        """
+        f = np.atleast_1d(np.asarray(freqs_hz, dtype=np.float64))
+        _, h = sosfreqz(self.band_sos(sample_rate), worN=f, fs=sample_rate)
+        return 20.0 * np.log10(np.maximum(np.abs(h) ** 2, 1e-300))
+
+    def _render(
+        self, dry: np.ndarray, sample_rate: int, *, dry_gain: float, gain: float, out: np.ndarray
+    ) -> np.ndarray:
+        """``out = dry_gain * dry + gain * harmonics(dry)``: four filter passes and one tanh."""
+        sos = self.band_sos(sample_rate)
+        g = 10.0 ** (self.drive_db / 20.0)
+        # Room for the pre-ringing and the tail of both zero-phase filters.
+        pad = 2 * settle_frames(sos)
+        n = dry.shape[1]
+        # np.empty, not np.zeros: calloc maps fresh pages, and page faults would cost more than
+        # the filtering.
+        buf = np.empty((dry.shape[0], n + 2 * pad))
+        buf[:, :pad] = 0.0
+        buf[:, pad : pad + n] = dry
+        buf[:, pad + n :] = 0.0
+        driven = sos.copy()
+        driven[0, :3] *= g  # the drive, folded into the first pass
+        sos_pass(driven, buf, reverse=False)
+        sos_pass(sos, buf, reverse=True)
+        np.tanh(buf, out=buf)
+        _shape_forward(buf, sos[0], math.tanh(SATURATOR_BIAS))
+        # s(u) = t / (1 + tanh(b) t); the 1 / g goes into the mix gain (the filter is linear).
+        _backward_mix(buf, sos[0], dry, dry_gain, pad, gain / g, out)
+        return out
+
+    def harmonics(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """The wet signal before the mix gain: ``process(x) = x + mix_pct / 100 * harmonics(x)``.
+
+        Parameters
+        ----------
+        audio : np.ndarray, shape (channels, frames)
+        sample_rate : int
+
+        Returns
+        -------
+        np.ndarray, shape (channels, frames), float64
+        """
+        x = check_processor_input(audio)
+        sr = check_sample_rate(sample_rate)
+        out = np.zeros(x.shape)
+        if x.shape[1] == 0:
+            return out
+        return self._render(x, sr, dry_gain=0.0, gain=1.0, out=out)
+
+    def reset(self) -> None:
+        self._sos_cache.clear()
+
+    def _parameters_changed(self) -> None:
+        self._sos_cache.clear()
+
+    def _process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        if self.is_bypass:
+            return audio
+        out = np.empty(audio.shape, dtype=np.float32)
+        return self._render(audio, sample_rate, dry_gain=1.0, gain=self.mix_pct / 100.0, out=out)
