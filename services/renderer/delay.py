@@ -30,12 +30,12 @@ import numpy as np
 
 from services.common.params import BY_NAME, DELAY_NOTE_BEATS, validate_params
 from services.renderer.processor import (
+    ChoiceParameter,
     Parameter,
     Processor,
     check_processor_input,
     check_sample_rate,
 )
-from services.renderer.reverb import ChoiceParameter
 
 #: The low-pass corner is clamped to this fraction of the sample rate.
 MAX_FREQ_FRACTION = 0.45

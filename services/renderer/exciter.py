@@ -39,13 +39,13 @@ import numpy as np
 from scipy.signal import butter, sosfreqz
 
 from services.common.params import BY_NAME, validate_params
+from services.renderer.filters import settle_frames, sos_pass
 from services.renderer.processor import (
     Parameter,
     Processor,
     check_processor_input,
     check_sample_rate,
 )
-from services.renderer.stereo import settle_frames, sos_pass
 
 #: The corner is clamped to this fraction of the sample rate (as the EQ does).
 MAX_FREQ_FRACTION = 0.45

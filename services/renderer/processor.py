@@ -277,3 +277,15 @@ class Chain(Processor, MutableSequence[Processor]):
 
     def __repr__(self) -> str:
         return f"Chain([{', '.join(repr(p) for p in self._processors)}])"
+
+
+class ChoiceParameter(Parameter):
+    """A schema choice parameter that also accepts its option names (``style="hall"``).
+
+    The value stays the option's index (the physical value of a choice in the schema).
+    """
+
+    def validate(self, value: float | str) -> float:  # type: ignore[override]
+        if isinstance(value, str) and self.schema_name is not None:
+            return BY_NAME[self.schema_name].validate(value)  # type: ignore[arg-type]
+        return super().validate(value)  # type: ignore[arg-type]

@@ -46,7 +46,7 @@ import scipy.fft as sp_fft
 from scipy.signal import butter, sosfilt
 
 from services.common.params import BY_NAME, REVERB_STYLES, validate_params
-from services.renderer.processor import Parameter, Processor, check_sample_rate
+from services.renderer.processor import ChoiceParameter, Parameter, Processor, check_sample_rate
 
 #: The IR tail lasts this many times the longest band RT60 (90 dB of decay).
 TAIL_RT60_MULTIPLE = 1.5
@@ -62,18 +62,6 @@ ER_MAX_ITD_MS = 0.6
 SEED = 20240613
 #: Decay of 60 dB in amplitude per RT60: exp(-LN_1000 * t / rt60).
 LN_1000 = 3.0 * math.log(10.0)
-
-
-class ChoiceParameter(Parameter):
-    """A schema choice parameter that also accepts its option names (``style="hall"``).
-
-    The value stays the option's index (the physical value of a choice in the schema).
-    """
-
-    def validate(self, value: float | str) -> float:  # type: ignore[override]
-        if isinstance(value, str) and self.schema_name is not None:
-            return BY_NAME[self.schema_name].validate(value)  # type: ignore[arg-type]
-        return super().validate(value)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

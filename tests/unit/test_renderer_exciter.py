@@ -14,7 +14,7 @@ from scipy.signal import sosfiltfilt
 from services.common.errors import InvalidParameterError
 from services.common.params import BY_NAME, defaults
 from services.renderer.exciter import SATURATOR_BIAS, SATURATOR_MAX_SLOPE, Exciter, saturate
-from services.renderer.stereo import zero_phase_sosfilt
+from services.renderer.filters import zero_phase_sosfilt
 from tests.signals import little_song, sine, white_noise
 
 SR = 44100

@@ -11,13 +11,12 @@ from scipy.signal import sosfilt, sosfiltfilt
 
 from services.common.errors import InvalidParameterError
 from services.common.params import defaults
+from services.renderer.filters import sos_pass, zero_phase_sosfilt
 from services.renderer.stereo import (
     StereoEnhancer,
     correlation_window_frames,
     guarded_side_gain,
     mid_side,
-    sos_pass,
-    zero_phase_sosfilt,
 )
 from tests.signals import drum_loop, little_song, white_noise
 
