@@ -1,9 +1,10 @@
 """Render one version of a song from a physical mix parameter set.
 
-The chain is ``ParametricEQ -> Compressor -> master`` (loudness normalisation and true-peak
-limiting). Later effects (vintage compressor, exciter, stereo width, reverb, delay) are
-:class:`~services.renderer.processor.Processor` subclasses that slot into
-:func:`build_chain`; mastering always comes last, so every version meets the quality floor.
+The chain, in this fixed order: ``ParametricEQ -> Compressor -> Exciter -> StereoEnhancer ->
+TempoDelay -> Reverb -> master`` (loudness normalisation and true-peak limiting). Tone first,
+then dynamics, then harmonics and image, then the time-based effects on the finished dry mix;
+mastering always comes last, so every version meets the quality floor. Each processor is a
+:class:`~services.renderer.processor.Processor` and an exact bypass at its neutral values.
 
 With the neutral parameter set (:func:`services.common.params.defaults`) every effect is an
 exact bypass, so the result is the input, loudness-matched: that is the ``original`` version.
@@ -18,9 +19,13 @@ import numpy as np
 
 from services.common.params import scale_departure, validate_params
 from services.renderer.compressor import Compressor
+from services.renderer.delay import TempoDelay
 from services.renderer.eq import ParametricEQ
+from services.renderer.exciter import Exciter
 from services.renderer.mastering import master
 from services.renderer.processor import Chain
+from services.renderer.reverb import Reverb
+from services.renderer.stereo import StereoEnhancer
 
 #: Tempo assumed when none is known (tempo-synced effects only).
 DEFAULT_TEMPO_BPM = 120.0
@@ -64,7 +69,16 @@ def build_chain(params: Mapping[str, float], *, tempo_bpm: float = DEFAULT_TEMPO
         An unknown name or a value out of range.
     """
     full = validate_params(params)
-    return Chain([ParametricEQ.from_params(full), Compressor.from_params(full)])
+    return Chain(
+        [
+            ParametricEQ.from_params(full),
+            Compressor.from_params(full),
+            Exciter.from_params(full),
+            StereoEnhancer.from_params(full),
+            TempoDelay.from_params(full, tempo_bpm=tempo_bpm),
+            Reverb.from_params(full),
+        ]
+    )
 
 
 def render_version(
@@ -124,5 +138,14 @@ def warm_up() -> None:
     sr = 22_050
     t = np.arange(sr) / sr
     x = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
-    params = {"eq_mid_gain_db": 3.0, "comp_ratio": 4.0, "comp_threshold_db": -20.0}
+    params = {
+        "eq_mid_gain_db": 3.0,
+        "comp_ratio": 4.0,
+        "comp_threshold_db": -20.0,
+        "exciter_mix_pct": 10.0,
+        "stereo_width": 1.2,
+        "stereo_bass_mono_hz": 100.0,
+        "delay_mix_pct": 10.0,
+        "reverb_mix_pct": 10.0,
+    }
     render_version(np.stack([x, x[::-1]]), sr, params, target_lufs=-14.0, ceiling_dbtp=-1.0)

@@ -87,11 +87,22 @@ def test_compression_reduces_crest_factor() -> None:
     assert spread_db(squashed) < 8.0
 
 
-def test_chain_order_is_eq_then_compressor() -> None:
-    chain = build_chain({"eq_mid_gain_db": 3.0, "comp_ratio": 2.0})
-    eq, comp = chain
-    assert isinstance(eq, ParametricEQ) and isinstance(comp, Compressor)
+def test_chain_order_is_fixed_and_documented() -> None:
+    from services.renderer.delay import TempoDelay
+    from services.renderer.exciter import Exciter
+    from services.renderer.reverb import Reverb
+    from services.renderer.stereo import StereoEnhancer
+
+    chain = build_chain(
+        {"eq_mid_gain_db": 3.0, "comp_ratio": 2.0, "delay_note": "1/4"}, tempo_bpm=100.0
+    )
+    kinds = [type(p) for p in chain]
+    assert kinds[:2] == [ParametricEQ, Compressor]
+    assert kinds[-4:] == [Exciter, StereoEnhancer, TempoDelay, Reverb]
+    eq, comp = chain[0], chain[1]
     assert eq.mid_gain_db == 3.0 and comp.ratio == 2.0
+    assert chain[-2].delay_s == pytest.approx(0.6)
+    assert all(p.is_bypass for p in chain if not isinstance(p, (ParametricEQ, Compressor)))
 
 
 @pytest.mark.parametrize(
@@ -100,8 +111,6 @@ def test_chain_order_is_eq_then_compressor() -> None:
 def test_invalid_parameter_sets_are_rejected(params) -> None:
     with pytest.raises(InvalidParameterError):
         render_version(sine(440.0, duration_s=0.5), 44100, params)
-
-
 
 
 @settings(
