@@ -1,10 +1,11 @@
 """Render one version of a song from a physical mix parameter set.
 
-The chain, in this fixed order: ``ParametricEQ -> Compressor -> Exciter -> StereoEnhancer ->
-TempoDelay -> Reverb -> master`` (loudness normalisation and true-peak limiting). Tone first,
-then dynamics, then harmonics and image, then the time-based effects on the finished dry mix;
-mastering always comes last, so every version meets the quality floor. Each processor is a
-:class:`~services.renderer.processor.Processor` and an exact bypass at its neutral values.
+The chain, in this fixed order: ``ParametricEQ -> Compressor -> VintageCompressor ->
+Exciter -> StereoEnhancer -> TempoDelay -> Reverb -> master`` (loudness normalisation and
+true-peak limiting). Tone first, then dynamics, then harmonics and image, then the time-based
+effects on the finished dry mix; mastering always comes last, so every version meets the quality
+floor. Each processor is a :class:`~services.renderer.processor.Processor` and an exact bypass
+at its neutral values.
 
 With the neutral parameter set (:func:`services.common.params.defaults`) every effect is an
 exact bypass, so the result is the input, loudness-matched: that is the ``original`` version.
@@ -26,6 +27,7 @@ from services.renderer.mastering import master
 from services.renderer.processor import Chain
 from services.renderer.reverb import Reverb
 from services.renderer.stereo import StereoEnhancer
+from services.renderer.vintage_compressor import VintageCompressor
 
 #: Tempo assumed when none is known (tempo-synced effects only).
 DEFAULT_TEMPO_BPM = 120.0
@@ -73,6 +75,7 @@ def build_chain(params: Mapping[str, float], *, tempo_bpm: float = DEFAULT_TEMPO
         [
             ParametricEQ.from_params(full),
             Compressor.from_params(full),
+            VintageCompressor.from_params(full),
             Exciter.from_params(full),
             StereoEnhancer.from_params(full),
             TempoDelay.from_params(full, tempo_bpm=tempo_bpm),
@@ -142,6 +145,9 @@ def warm_up() -> None:
         "eq_mid_gain_db": 3.0,
         "comp_ratio": 4.0,
         "comp_threshold_db": -20.0,
+        "vcomp_ratio": 2.0,
+        "vcomp_threshold_db": -20.0,
+        "vcomp_drive_db": 6.0,
         "exciter_mix_pct": 10.0,
         "stereo_width": 1.2,
         "stereo_bass_mono_hz": 100.0,

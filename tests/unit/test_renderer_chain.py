@@ -92,12 +92,13 @@ def test_chain_order_is_fixed_and_documented() -> None:
     from services.renderer.exciter import Exciter
     from services.renderer.reverb import Reverb
     from services.renderer.stereo import StereoEnhancer
+    from services.renderer.vintage_compressor import VintageCompressor
 
     chain = build_chain(
         {"eq_mid_gain_db": 3.0, "comp_ratio": 2.0, "delay_note": "1/4"}, tempo_bpm=100.0
     )
     kinds = [type(p) for p in chain]
-    assert kinds[:2] == [ParametricEQ, Compressor]
+    assert kinds[:3] == [ParametricEQ, Compressor, VintageCompressor]
     assert kinds[-4:] == [Exciter, StereoEnhancer, TempoDelay, Reverb]
     eq, comp = chain[0], chain[1]
     assert eq.mid_gain_db == 3.0 and comp.ratio == 2.0

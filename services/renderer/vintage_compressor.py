@@ -1,0 +1,544 @@
+"""Vintage (opto / vari-mu style) compressor with a saturation stage.
+
+Where the modern :class:`~services.renderer.compressor.Compressor` is a clean, predictable peak
+compressor, this one imitates the character of optical and variable-mu tube levellers:
+
+1. **RMS detector**, stereo-linked: each channel's mean square is smoothed by a one-pole filter
+   (time constant ``min(5 ms, attack_ms / 4)``); the louder channel sets the level, read as
+   ``10 log10(2 * mean square)`` so a sine reads its peak level (a 0.5-amplitude sine is
+   -6 dB whatever its frequency, as in the modern compressor).
+2. **Static curve** (:func:`vintage_gain_reduction_db`): a wide 12 dB soft knee centred on the
+   threshold, then a ratio that keeps growing with level (vari-mu): the local ratio is
+   ``ratio + (ratio - 1) * u / 20`` at ``u`` dB above the top of the knee.
+3. **Opto ballistics** (numba kernel): a one-pole attack of ``attack_ms``; a two-stage release, a
+   fast part with time constant ``release_ms`` and a slow part six times longer. The slow part's
+   share of the reduction grows with a "memory" that charges (1 s time constant) while the gain
+   is reduced (fully at 6 dB of reduction or more) and discharges as slowly as the slow release:
+   after a short hit the compressor recovers in about ``release_ms``; after seconds of heavy
+   reduction about half of it lingers for seconds, like an optical cell.
+4. **Saturation** after the gain: ``drive_db`` into a smooth waveshaper mixing an odd curve
+   ``u / sqrt(1 + u^2)`` and an even one ``u + 0.5 (sqrt(1 + u^2) - 1)`` by ``even_pct``, 4x
+   oversampled, level-compensated (a -12 dBFS sine keeps its RMS level), its DC removed by a
+   5 Hz high-pass. Only the distortion (shaped minus clean) goes through the oversampling
+   filters and the high-pass, so the clean signal is untouched and there is no latency.
+
+``ratio = 1`` with ``drive_db = 0`` (the defaults) is an exact bypass.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+
+import numba
+import numpy as np
+from scipy.signal import firwin
+
+from services.common.params import BY_NAME, validate_params
+from services.renderer.compressor import time_constant_coef
+from services.renderer.processor import (
+    Parameter,
+    Processor,
+    check_processor_input,
+    check_sample_rate,
+)
+
+#: Width of the soft knee, centred on the threshold (dB).
+KNEE_DB = 12.0
+#: Vari-mu: above the knee the local ratio grows by ``ratio - 1`` every this many dB.
+VARI_MU_DB = 20.0
+#: Longest time constant of the RMS detector (ms).
+RMS_MS = 5.0
+#: The RMS detector's time constant is at most this fraction of ``attack_ms``.
+RMS_ATTACK_FRACTION = 0.25
+#: The RMS detector delays the reduction by about this many of its time constants; the attack
+#: smoothing is shortened by as much, so the attack time is ``attack_ms``.
+RMS_LAG = 0.5
+#: The slow release part's time constant, in multiples of ``release_ms``.
+SLOW_RELEASE_FACTOR = 6.0
+#: Largest share of the gain reduction that releases slowly (after long, deep reduction).
+SLOW_SHARE_MAX = 0.5
+#: Time constant with which sustained reduction charges the opto "memory" (ms).
+MEMORY_CHARGE_MS = 1000.0
+#: Reduction depth (dB) at which the memory charges fully.
+MEMORY_DEPTH_DB = 6.0
+
+#: Oversampling factor of the waveshaper.
+OVERSAMPLING = 4
+#: Input gain into the waveshaper at 0 dB of drive (the curve bends near |u| = 1).
+DRIVE_REFERENCE_GAIN = 0.5
+#: Amount of the rectifying term in the even curve (< 1 keeps the curve monotonic).
+EVEN_CURVE_AMOUNT = 0.5
+#: Peak level (dBFS) of the sine whose RMS the drive does not change.
+COMPENSATION_REFERENCE_DB = -12.0
+#: Corner of the high-pass that removes the DC the even harmonics create (Hz).
+DC_BLOCK_HZ = 5.0
+
+#: Half-length of the oversampling FIR, in base-rate samples on each side.
+_FIR_REACH = 8
+#: Base-rate samples per parallel block of the saturation kernel and the detector.
+_BLOCK = 2048
+#: Frames per parallel block of the RMS detector (at least four warm-up lengths).
+_DETECTOR_BLOCK = 65536
+#: The opto memory is updated once every this many samples.
+_CONTROL_STEP = 32
+
+
+def _d(name: str) -> float:
+    return BY_NAME[name].default
+
+
+@numba.njit(cache=True, nogil=True)
+def _curve(level_db: float, threshold_db: float, ratio: float) -> float:  # pragma: no cover
+    """:func:`vintage_gain_reduction_db` for one level (``ratio > 1``)."""
+    over = level_db - threshold_db
+    half = KNEE_DB / 2.0
+    if over <= -half:
+        return 0.0
+    slope = 1.0 - 1.0 / ratio
+    if over <= half:
+        return slope * (over + half) ** 2 / (2.0 * KNEE_DB)
+    u = over - half
+    a = ratio - 1.0
+    # log(1 + x) rather than log1p: faster in numba, and x >= 0 loses nothing that matters here.
+    return slope * half + u - (VARI_MU_DB / a) * math.log(1.0 + a * u / (VARI_MU_DB * ratio))
+
+
+@numba.njit(cache=True, nogil=True)
+def _curve_array(
+    level_db: np.ndarray, threshold_db: float, ratio: float
+) -> np.ndarray:  # pragma: no cover - numba
+    out = np.empty_like(level_db)
+    for i in range(level_db.shape[0]):
+        out[i] = _curve(level_db[i], threshold_db, ratio)
+    return out
+
+
+def vintage_gain_reduction_db(
+    level_db: np.ndarray, *, threshold_db: float, ratio: float
+) -> np.ndarray:
+    """Static curve: gain reduction (>= 0 dB) for RMS levels in dB.
+
+    With ``o = level - threshold``, ``h = KNEE_DB / 2`` and ``s = 1 - 1 / ratio``:
+
+    - ``o <= -h``: 0;
+    - ``|o| <= h``: ``s (o + h)^2 / (2 KNEE_DB)`` (the knee; ``s h / 2`` at the threshold);
+    - ``o > h``, with ``u = o - h`` and ``a = ratio - 1``:
+      ``s h + u - (VARI_MU_DB / a) ln(1 + a u / (VARI_MU_DB ratio))``, the integral of the
+      local slope ``1 - 1 / r(u)`` with the growing ratio ``r(u) = ratio + a u / VARI_MU_DB``.
+
+    The curve and its slope are continuous, and the slope stays below 1 (louder in is always
+    louder out). ``ratio = 1`` gives 0 everywhere.
+
+    Parameters
+    ----------
+    level_db : np.ndarray, shape (n,)
+    threshold_db : float
+    ratio : float
+        >= 1.
+
+    Returns
+    -------
+    np.ndarray, shape (n,), float64
+    """
+    x = np.ascontiguousarray(level_db, dtype=np.float64)
+    if ratio <= 1.0:
+        return np.zeros(x.shape)
+    return _curve_array(x.ravel(), float(threshold_db), float(ratio)).reshape(x.shape)
+
+
+@numba.njit(cache=True, parallel=True)
+def _static_target(
+    x: np.ndarray, rms_coef: float, warmup: int, threshold_db: float, ratio: float
+) -> np.ndarray:  # pragma: no cover - numba
+    """RMS detector and static curve: the unsmoothed gain reduction per frame.
+
+    Each channel's square is smoothed by a one-pole filter (coefficient ``rms_coef``); the
+    louder channel's mean square is read as the sine-referenced level
+    ``10 log10(2 * mean square)`` and turned into a reduction by the static curve.
+
+    Blocks run in parallel; each starts its filters from zero ``warmup`` samples early. With
+    ``warmup`` 40 time constants the start-up error is below ``exp(-40)``: the result is the
+    serial filter's to double precision.
+    """
+    channels, frames = x.shape
+    out = np.empty(frames)
+    # Below the knee the reduction is 0: compare powers, skip the logarithm.
+    lowest = 0.5 * 10.0 ** ((threshold_db - KNEE_DB / 2.0) / 10.0)
+    db_per_neper = 10.0 / math.log(10.0)
+    size = max(_DETECTOR_BLOCK, 4 * warmup)
+    blocks = (frames + size - 1) // size
+    for b in numba.prange(blocks):
+        start = b * size
+        stop = min(frames, start + size)
+        first = max(0, start - warmup)
+        # The louder channel's mean square, into `out`.
+        if channels == 2:
+            # Stereo, the common case, with the state in registers.
+            left = 0.0
+            right = 0.0
+            for i in range(first, stop):
+                sl = x[0, i]
+                sr = x[1, i]
+                left = rms_coef * left + (1.0 - rms_coef) * sl * sl
+                right = rms_coef * right + (1.0 - rms_coef) * sr * sr
+                if i >= start:
+                    out[i] = max(left, right)
+        else:
+            ms = np.zeros(channels)
+            for i in range(first, stop):
+                loudest = 0.0
+                for c in range(channels):
+                    s = x[c, i]
+                    ms[c] = rms_coef * ms[c] + (1.0 - rms_coef) * s * s
+                    loudest = max(loudest, ms[c])
+                if i >= start:
+                    out[i] = loudest
+        for i in range(start, stop):
+            p = out[i]
+            if p > lowest:
+                level_db = db_per_neper * math.log(2.0 * p)
+                out[i] = _curve(level_db, threshold_db, ratio)
+            else:
+                out[i] = 0.0
+    return out
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _opto_ballistics(
+    target: np.ndarray,
+    attack_coef: float,
+    fast_coef: float,
+    slow_coef: float,
+    charge_coef: float,
+    discharge_coef: float,
+) -> np.ndarray:  # pragma: no cover - numba
+    """Smooth a static gain reduction (dB, >= 0) with opto-like, program-dependent release.
+
+    A decoupled detector, as in the modern compressor: a release stage that rises instantly
+    and falls in two parts, then a one-pole attack. The release stage is the sum of a fast part
+    and a slow part; whenever it rises, it is split so that the slow part holds the share
+    ``SLOW_SHARE_MAX * memory``, and while it falls each part releases with its own time
+    constant. The memory charges towards ``min(1, reduction / MEMORY_DEPTH_DB)`` and discharges
+    with the slow release; it moves slowly (a second or more), so it is updated once every
+    ``_CONTROL_STEP`` samples (``charge_coef`` and ``discharge_coef`` are per step).
+    """
+    frames = target.shape[0]
+    out = np.empty_like(target)
+    fast = 0.0
+    slow = 0.0
+    memory = 0.0
+    state = 0.0
+    inv_depth = 1.0 / MEMORY_DEPTH_DB
+    for start in range(0, frames, _CONTROL_STEP):
+        depth = min(state * inv_depth, 1.0)
+        coef = charge_coef if depth > memory else discharge_coef
+        memory = coef * memory + (1.0 - coef) * depth
+        share = SLOW_SHARE_MAX * memory
+        to_fast = (1.0 - fast_coef) * (1.0 - share)
+        to_slow = (1.0 - slow_coef) * share
+        for i in range(start, min(frames, start + _CONTROL_STEP)):
+            x = target[i]
+            if x >= fast + slow:
+                slow = share * x
+                fast = x - slow
+            else:
+                fast = fast_coef * fast + to_fast * x
+                slow = slow_coef * slow + to_slow * x
+            state = attack_coef * state + (1.0 - attack_coef) * (fast + slow)
+            out[i] = state
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _add_dc_blocked(
+    x: np.ndarray, distortion: np.ndarray, pole: float
+) -> np.ndarray:  # pragma: no cover - numba
+    """``x`` plus the distortion through a DC blocker (a zero at DC, a pole at ``pole``,
+    unity gain at Nyquist), in place in ``distortion``; the channels run in parallel."""
+    channels, frames = x.shape
+    gain = 0.5 * (1.0 + pole)
+    for c in numba.prange(channels):
+        previous = 0.0
+        state = 0.0
+        for i in range(frames):
+            d = distortion[c, i]
+            state = pole * state + gain * (d - previous)
+            previous = d
+            distortion[c, i] = x[c, i] + state
+    return distortion
+
+
+@functools.lru_cache(maxsize=1)
+def _oversampling_taps() -> tuple[np.ndarray, np.ndarray]:
+    """Linear-phase low-pass for the 4x interpolation and decimation, split into phases.
+
+    One symmetric Kaiser-window FIR ``h`` at the oversampled rate (cutoff 0.47 x the base
+    sample rate, ``2 * OVERSAMPLING * _FIR_REACH + 1`` taps, unity gain at DC) serves both ways.
+
+    Returns
+    -------
+    up : np.ndarray, shape (OVERSAMPLING, 2 * _FIR_REACH + 1)
+        ``up[p, j]`` weighs ``x[n - _FIR_REACH + j]`` in the oversampled sample
+        ``n + p / OVERSAMPLING`` (gain ``OVERSAMPLING``).
+    down : np.ndarray, shape (OVERSAMPLING, 2 * _FIR_REACH + 1)
+        ``down[p, i]`` weighs the oversampled sample ``n - _FIR_REACH + i + p / OVERSAMPLING``
+        in the decimated output ``n``.
+    """
+    half = OVERSAMPLING * _FIR_REACH
+    h = firwin(2 * half + 1, 0.47, window=("kaiser", 6.0), fs=OVERSAMPLING)
+    width = 2 * _FIR_REACH + 1
+    up = np.zeros((OVERSAMPLING, width))
+    down = np.zeros((OVERSAMPLING, width))
+    for p in range(OVERSAMPLING):
+        taps = h[p::OVERSAMPLING]
+        up[p, : taps.size] = taps * OVERSAMPLING
+        down[p, : taps.size] = taps
+    # ``up`` as computed weighs x[n + reach - j]: reverse it so the kernel reads forwards.
+    return (
+        np.ascontiguousarray(up[:, ::-1], dtype=np.float32),
+        np.ascontiguousarray(down, dtype=np.float32),
+    )
+
+
+@numba.njit(cache=True, parallel=True, fastmath=True)
+def _distortion_kernel(
+    x: np.ndarray,
+    up: np.ndarray,
+    down: np.ndarray,
+    drive: float,
+    out_gain: float,
+    even: float,
+    amount: float,
+) -> np.ndarray:  # pragma: no cover - numba
+    """The waveshaper's distortion, ``out_gain * shape(drive * v) - v``, computed on the 4x
+    oversampled signal ``v`` and decimated back: float64 ``(channels, frames)`` like ``x``.
+
+    Blocks of ``_BLOCK`` output samples run in parallel; each builds the oversampled distortion
+    it needs (plus the filter's reach on each side), one row per phase, so every inner loop
+    runs along time and vectorises. The arithmetic is float32 (the taps ``up`` and ``down``
+    too): the distortion's rounding error stays near float32 resolution of the signal, which
+    is what the output has anyway.
+    """
+    channels, frames = x.shape
+    n_phases, width = up.shape
+    reach = (width - 1) // 2
+    blocks = (frames + _BLOCK - 1) // _BLOCK
+    out = np.empty((channels, frames))
+    one = np.float32(1.0)
+    g_odd = np.float32(out_gain * (1.0 - even))
+    g_even = np.float32(out_gain * even)
+    g_even_amount = np.float32(out_gain * even * amount)
+    k = np.float32(drive)
+    for job in numba.prange(channels * blocks):
+        c = job // blocks
+        n0 = (job % blocks) * _BLOCK
+        n1 = min(frames, n0 + _BLOCK)
+        size = n1 - n0
+        # Input with 2 * reach samples of context each side (zeros outside the signal).
+        lo = n0 - 2 * reach
+        seg = np.zeros(size + 4 * reach, dtype=np.float32)
+        for i in range(max(lo, 0), min(n1 + 2 * reach, frames)):
+            seg[i - lo] = x[c, i]
+        # buf[p, j]: oversampled signal at n0 - reach + j + p / n_phases, then its distortion.
+        count = size + 2 * reach
+        buf = np.zeros((n_phases, count), dtype=np.float32)
+        for p in range(n_phases):
+            for j in range(width):
+                w = up[p, j]
+                for i in range(count):
+                    buf[p, i] += w * seg[i + j]
+            for i in range(count):
+                v = buf[p, i]
+                u = k * v
+                r = math.sqrt(one + u * u)
+                buf[p, i] = g_odd * (u / r) + g_even * u + g_even_amount * (r - one) - v
+        acc = np.zeros(size, dtype=np.float32)
+        for p in range(n_phases):
+            for j in range(width):
+                w = down[p, j]
+                for i in range(size):
+                    acc[i] += w * buf[p, i + j]
+        for i in range(size):
+            out[c, n0 + i] = acc[i]
+    return out
+
+
+def waveshape(u: np.ndarray, *, even_pct: float) -> np.ndarray:
+    """The memoryless curve (before oversampling, compensation and DC removal).
+
+    ``(1 - e) u / sqrt(1 + u^2) + e (u + EVEN_CURVE_AMOUNT (sqrt(1 + u^2) - 1))`` with
+    ``e = even_pct / 100``: the first term is odd (odd harmonics only), the second is ``u`` plus
+    an even term (even harmonics and DC only) that is ``u^2 / 4`` near 0 and ``|u| / 2`` far
+    out. Slope 1 at 0, monotonic.
+
+    Parameters
+    ----------
+    u : np.ndarray, any shape
+
+    Returns
+    -------
+    np.ndarray, same shape, float64
+    """
+    u = np.asarray(u, dtype=np.float64)
+    e = even_pct / 100.0
+    r = np.sqrt(1.0 + u * u)
+    return (1.0 - e) * (u / r) + e * (u + EVEN_CURVE_AMOUNT * (r - 1.0))
+
+
+@functools.lru_cache(maxsize=256)
+def _output_gain(drive_gain: float, even_pct: float) -> float:
+    """Gain after the waveshaper so that a reference sine keeps its RMS (DC excluded)."""
+    amp = 10.0 ** (COMPENSATION_REFERENCE_DB / 20.0)
+    x = amp * np.sin(2.0 * np.pi * np.arange(4096) / 4096)
+    y = waveshape(drive_gain * x, even_pct=even_pct) / drive_gain
+    return float(np.std(x) / np.std(y))
+
+
+class VintageCompressor(Processor):
+    """Opto / vari-mu style compressor followed by a saturation stage.
+
+    Parameters are the schema's ``vcomp_*`` parameters without the prefix; build one from a
+    schema parameter set with :meth:`from_params`.
+
+    Parameters
+    ----------
+    threshold_db : float
+        Centre of the 12 dB knee (RMS level, sine-referenced dBFS).
+    ratio : float
+        Ratio at the top of the knee; grows with level above it. 1 = no compression.
+    attack_ms : float
+        Attack time constant (63 % of a step in the gain reduction).
+    release_ms : float
+        Time constant of the fast release part (what a short hit sees); sustained reduction
+        adds a slow part of ``6 * release_ms``.
+    drive_db : float
+        Gain into the waveshaper. 0 = no saturation stage at all.
+    even_pct : float
+        Share of the even (asymmetric, 2nd-harmonic) curve against the odd (symmetric,
+        3rd-harmonic) one.
+    """
+
+    threshold_db = Parameter("vcomp_threshold_db")
+    ratio = Parameter("vcomp_ratio")
+    attack_ms = Parameter("vcomp_attack_ms")
+    release_ms = Parameter("vcomp_release_ms")
+    drive_db = Parameter("vcomp_drive_db")
+    even_pct = Parameter("vcomp_even_pct")
+
+    def __init__(
+        self,
+        *,
+        threshold_db: float = _d("vcomp_threshold_db"),
+        ratio: float = _d("vcomp_ratio"),
+        attack_ms: float = _d("vcomp_attack_ms"),
+        release_ms: float = _d("vcomp_release_ms"),
+        drive_db: float = _d("vcomp_drive_db"),
+        even_pct: float = _d("vcomp_even_pct"),
+    ) -> None:
+        self.threshold_db = threshold_db
+        self.ratio = ratio
+        self.attack_ms = attack_ms
+        self.release_ms = release_ms
+        self.drive_db = drive_db
+        self.even_pct = even_pct
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, float]) -> VintageCompressor:
+        """Build from a schema parameter set (``vcomp_*`` names; missing ones take defaults)."""
+        full = validate_params(params)
+        return cls(
+            **{k.removeprefix("vcomp_"): v for k, v in full.items() if k.startswith("vcomp_")}
+        )
+
+    @property
+    def is_bypass(self) -> bool:
+        """True when processing returns the input unchanged (``ratio = 1``, ``drive_db = 0``)."""
+        return self.ratio == 1.0 and self.drive_db == 0.0
+
+    def static_gain_reduction_db(self, level_db: np.ndarray) -> np.ndarray:
+        """:func:`vintage_gain_reduction_db` with this compressor's threshold and ratio."""
+        return vintage_gain_reduction_db(level_db, threshold_db=self.threshold_db, ratio=self.ratio)
+
+    def gain_reduction_db(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """The smoothed gain reduction the compressor applies.
+
+        Parameters
+        ----------
+        audio : np.ndarray, shape (channels, frames)
+        sample_rate : int
+
+        Returns
+        -------
+        np.ndarray, shape (frames,), float64, dB >= 0
+        """
+        x = check_processor_input(audio)
+        sr = check_sample_rate(sample_rate)
+        if self.ratio == 1.0 or x.shape[1] == 0:
+            return np.zeros(x.shape[1])
+        return self._gain_reduction(x, sr)
+
+    def _gain_reduction(self, x: np.ndarray, sr: int) -> np.ndarray:
+        rms_ms = min(RMS_MS, RMS_ATTACK_FRACTION * self.attack_ms)
+        target = _static_target(
+            np.ascontiguousarray(x),
+            time_constant_coef(rms_ms, sr),
+            math.ceil(40.0 * rms_ms * 1e-3 * sr),
+            self.threshold_db,
+            self.ratio,
+        )
+        slow_ms = SLOW_RELEASE_FACTOR * self.release_ms
+        return _opto_ballistics(
+            target,
+            time_constant_coef(self.attack_ms - RMS_LAG * rms_ms, sr),
+            time_constant_coef(self.release_ms, sr),
+            time_constant_coef(slow_ms, sr),
+            time_constant_coef(MEMORY_CHARGE_MS, sr) ** _CONTROL_STEP,
+            time_constant_coef(slow_ms, sr) ** _CONTROL_STEP,
+        )
+
+    def saturate(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """The saturation stage alone (what follows the gain in :meth:`process`).
+
+        Parameters
+        ----------
+        audio : np.ndarray, shape (channels, frames)
+        sample_rate : int
+
+        Returns
+        -------
+        np.ndarray, shape (channels, frames), float64
+        """
+        x = check_processor_input(audio)
+        sr = check_sample_rate(sample_rate)
+        if self.drive_db == 0.0 or x.shape[1] == 0:
+            return x
+        return self._saturate(x, sr)
+
+    def _saturate(self, x: np.ndarray, sr: int) -> np.ndarray:
+        drive = DRIVE_REFERENCE_GAIN * 10.0 ** (self.drive_db / 20.0)
+        up, down = _oversampling_taps()
+        distortion = _distortion_kernel(
+            np.ascontiguousarray(x),
+            up,
+            down,
+            drive,
+            _output_gain(drive, self.even_pct) / drive,
+            self.even_pct / 100.0,
+            EVEN_CURVE_AMOUNT,
+        )
+        # DC blocker on the distortion only: the even harmonics' DC goes, the clean signal (and
+        # any DC it carries) is untouched.
+        return _add_dc_blocked(x, distortion, math.exp(-2.0 * math.pi * DC_BLOCK_HZ / sr))
+
+    def _process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        if self.is_bypass:
+            return audio
+        y = audio
+        if self.ratio != 1.0:
+            gr = self._gain_reduction(audio, sample_rate)
+            y = audio * np.exp(gr * (-math.log(10.0) / 20.0))[np.newaxis, :]
+        if self.drive_db != 0.0:
+            y = self._saturate(y, sample_rate)
+        return y
