@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import resample_poly
 
-from services.common.loudness import true_peak_dbtp, true_peak_linear
-from services.renderer.limiter import TruePeakLimiter, oversampled_peak_envelope
+from services.common.errors import InvalidAudioError
+from services.common.loudness import oversampled_peak_envelope_f32, true_peak_dbtp, true_peak_linear
+from services.renderer.limiter import TruePeakLimiter, checked_audio, oversampled_peak_envelope
 from tests.signals import chord_progression, sine, white_noise
 
 
@@ -130,3 +134,118 @@ def test_heavy_limiting_still_holds_the_ceiling(rng) -> None:
         y = TruePeakLimiter(release_ms=release_ms, lookahead_ms=0.5)(x, 44100)
         assert np.all(np.isfinite(y))
         assert true_peak_dbtp(y) <= -1.0
+
+
+# --- The gain kernel, the guarantee loop and the no-copy path ---------------------------------
+
+
+def reference_gain_curve(
+    envelope: np.ndarray, threshold: float, lookahead: int, release_coef: float
+) -> np.ndarray:
+    """The limiter's gain written the slow, obvious way (scipy.ndimage filters, a loop)."""
+    peak = envelope.astype(np.float64).copy()
+    peak[1:] = np.maximum(envelope[1:], envelope[:-1])
+    required = np.minimum(1.0, threshold / np.maximum(peak, 1e-30))
+    size = lookahead + 1
+    future = minimum_filter1d(required, size=size, mode="nearest", origin=-(size // 2))
+    ramp = np.minimum(
+        uniform_filter1d(future, size=size, mode="nearest", origin=lookahead // 2), required
+    )
+    out = np.empty_like(ramp)
+    state = 1.0
+    for i, g in enumerate(ramp):
+        state = min(g, release_coef * state + (1.0 - release_coef) * g)
+        out[i] = state
+    return out
+
+
+@pytest.mark.parametrize("lookahead", [1, 7, 220])
+@pytest.mark.parametrize("density", [0.001, 0.05, 0.9])
+def test_gain_kernel_matches_the_reference(lookahead: int, density: float, rng) -> None:
+    from services.renderer.limiter import _gain_curve
+
+    n = 20000
+    envelope = rng.uniform(0.0, 0.5, n)
+    hot = rng.random(n) < density
+    envelope[hot] = rng.uniform(0.6, 3.0, int(hot.sum()))
+    envelope[:3] = 2.0  # a limited start: the clamped edge
+    for coef in (0.0, 0.9, 0.9995):
+        out = np.empty(n)
+        _gain_curve(envelope, 0.55, lookahead, coef, out)
+        expected = reference_gain_curve(envelope, 0.55, lookahead, coef)
+        np.testing.assert_allclose(out, expected, rtol=0, atol=2e-12)
+        assert np.all(out <= np.minimum(1.0, 0.55 / np.maximum(envelope, 1e-30)) + 1e-15)
+
+
+def test_limiting_a_gain_needs_no_gained_copy(rng) -> None:
+    sr = 44100
+    x = white_noise(rng, duration_s=1.0, amplitude=0.3)
+    limiter = TruePeakLimiter()
+    envelope = oversampled_peak_envelope(x)
+    y_gain, peak_gain = limiter.limit(x, sr, envelope=envelope, gain=4.0)
+    y_copy, peak_copy = limiter.limit(x * 4.0, sr)
+    assert peak_gain == true_peak_linear(y_gain)
+    assert true_peak_dbtp(y_gain) <= -1.0 and true_peak_dbtp(y_copy) <= -1.0
+    np.testing.assert_allclose(y_gain, y_copy, rtol=1e-5, atol=1e-6)
+
+
+def test_buffers_are_reused_and_the_predicted_curve_is_the_first_round(rng) -> None:
+    sr = 48000
+    x = white_noise(rng, sr=sr, duration_s=1.0, amplitude=0.5)
+    limiter = TruePeakLimiter(release_ms=20.0)
+    envelope = oversampled_peak_envelope_f32(x)
+    curve = limiter.gain_curve(envelope, sr, gain=2.0)
+    assert curve.dtype == np.float32 and curve.min() < 1.0
+    out = np.empty(x.shape, dtype=np.float32)
+    y, peak = limiter.limit(x, sr, envelope=envelope, gain=2.0, curve=curve.copy(), out=out)
+    assert y is out and peak <= limiter.limit_linear
+    expected, _ = limiter.limit(x, sr, gain=2.0)
+    np.testing.assert_array_equal(y, expected)
+    # Nothing to limit: the curve is all ones and the output a plain gain.
+    assert np.all(limiter.gain_curve(envelope, sr, gain=0.1) == 1.0)
+
+
+def test_checked_audio_keeps_float32_without_a_copy() -> None:
+    x = np.zeros((2, 100), dtype=np.float32)
+    assert checked_audio(x) is x
+    assert checked_audio(x.astype(np.float64)).dtype == np.float64
+    for bad in (np.nan, np.inf, -np.inf):
+        y = x.copy()
+        y[1, 50] = bad
+        with pytest.raises(InvalidAudioError):
+            checked_audio(y)
+    with pytest.raises(InvalidAudioError):
+        checked_audio(np.zeros(100, dtype=np.float32))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sr=st.sampled_from([8000, 44100, 96000]),
+    channels=st.sampled_from([1, 2]),
+    level_db=st.floats(min_value=-20.0, max_value=30.0),
+    ceiling=st.floats(min_value=-20.0, max_value=0.0),
+    lookahead_ms=st.floats(min_value=0.5, max_value=50.0),
+    release_ms=st.floats(min_value=1.0, max_value=2000.0),
+    seed=st.integers(min_value=0, max_value=2**31),
+)
+def test_any_signal_and_setting_is_finite_same_length_and_under_the_ceiling(
+    sr: int,
+    channels: int,
+    level_db: float,
+    ceiling: float,
+    lookahead_ms: float,
+    release_ms: float,
+    seed: int,
+) -> None:
+    rng = np.random.default_rng(seed)
+    x = white_noise(rng, sr=sr, duration_s=0.3, channels=channels, amplitude=0.3)
+    x = x + sine(sr / 4.1, sr=sr, duration_s=0.3, channels=channels, amplitude=0.3)
+    x = (x * 10 ** (level_db / 20)).astype(np.float32)
+    limiter = TruePeakLimiter(
+        ceiling_dbtp=ceiling, lookahead_ms=lookahead_ms, release_ms=release_ms
+    )
+    y, peak = limiter.limit(x, sr)
+    assert y.shape == x.shape and y.dtype == np.float32
+    assert np.all(np.isfinite(y))
+    assert peak == true_peak_linear(y)
+    assert true_peak_dbtp(y) <= ceiling
