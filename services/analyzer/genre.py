@@ -1,6 +1,6 @@
 """Genre: a hand-written rule-based heuristic over a few analysis features.
 
-This is a placeholder for a trained classifier (a later issue replaces it); nothing here was fit
+Issue 5 replaces it with a classifier trained on generated songs; nothing here was fit
 to data. Each genre has a hand-set typical value (:data:`TYPICAL`) and spread (:data:`SPREAD`)
 for seven features; a song's score for a genre is the sum over the features of ``-0.5 * z**2``,
 ``z = (value - typical) / spread`` (a naive-Bayes log-likelihood with Gaussian features and equal
