@@ -249,3 +249,25 @@ def test_any_signal_and_setting_is_finite_same_length_and_under_the_ceiling(
     assert np.all(np.isfinite(y))
     assert peak == true_peak_linear(y)
     assert true_peak_dbtp(y) <= ceiling
+
+
+@pytest.mark.parametrize("sr", [44100, 48000, 96000])
+@pytest.mark.parametrize("freq_hz", [50.0, 997.0, 5512.5])
+def test_full_scale_square_waves_stay_under_the_ceiling(sr: int, freq_hz: float) -> None:
+    """Worst case: a full-scale square wave (Gibbs overshoot between samples), driven 6 dB."""
+    t = np.arange(sr) / sr
+    square = np.sign(np.sin(2 * np.pi * freq_hz * t + 0.1)).astype(np.float32)
+    x = np.stack([square, -square]) * np.float32(2.0)
+    y = TruePeakLimiter(ceiling_dbtp=-1.0)(x, sr)
+    assert y.shape == x.shape and np.all(np.isfinite(y))
+    assert true_peak_dbtp(y) <= -1.0
+
+
+def test_clipped_master_stays_under_the_ceiling() -> None:
+    """A brick-wall-clipped master (long runs of +-1.0) pushed 3 dB over full scale."""
+    sr = 44100
+    x = chord_progression("E", "minor", sr=sr, seconds_per_chord=0.5, repeats=2)
+    clipped = np.clip(x * 30.0, -1.0, 1.0).astype(np.float32) * np.float32(1.41)
+    y = TruePeakLimiter(ceiling_dbtp=-1.0)(clipped, sr)
+    assert y.shape == clipped.shape and np.all(np.isfinite(y))
+    assert true_peak_dbtp(y) <= -1.0
