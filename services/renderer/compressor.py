@@ -63,11 +63,18 @@ def static_gain_reduction_db(
 
 
 @numba.njit(cache=True, nogil=True)
-def _smooth_gain_reduction(gr: np.ndarray, attack_coef: float, release_coef: float) -> np.ndarray:
-    """Smooth decoupled peak detector on a gain-reduction signal (dB, >= 0)."""
+def _smooth_gain_reduction(
+    gr: np.ndarray, attack_coef: float, release_coef: float, initial: float = 0.0
+) -> np.ndarray:
+    """Smooth decoupled peak detector on a gain-reduction signal (dB, >= 0).
+
+    The detector starts at ``initial`` (the caller passes the reduction the opening of the file
+    asks for), as if it had been running on the same signal before: a file that starts loud is
+    not let through uncompressed, with the makeup gain on top, for the first attack time.
+    """
     out = np.empty_like(gr)
-    peak = 0.0
-    state = 0.0
+    peak = initial
+    state = initial
     for i in range(gr.shape[0]):
         g = gr[i]
         released = release_coef * peak + (1.0 - release_coef) * g
@@ -75,6 +82,10 @@ def _smooth_gain_reduction(gr: np.ndarray, attack_coef: float, release_coef: flo
         state = attack_coef * state + (1.0 - attack_coef) * peak
         out[i] = state
     return out
+
+
+#: The detector starts settled on the largest reduction the file's first 10 ms ask for.
+OPENING_S = 0.010
 
 
 def time_constant_coef(time_ms: float, sample_rate: int) -> float:
@@ -153,10 +164,12 @@ class Compressor(Processor):
         gr = static_gain_reduction_db(
             level_db, threshold_db=self.threshold_db, ratio=self.ratio, knee_db=self.knee_db
         )
+        opening = gr[: max(1, int(OPENING_S * sr))]
         smoothed = _smooth_gain_reduction(
             np.ascontiguousarray(gr),
             time_constant_coef(self.attack_ms, sr),
             time_constant_coef(self.release_ms, sr),
+            float(opening.max()) if opening.size else 0.0,
         )
         ahead = int(round(self.lookahead_ms * 1e-3 * sr))
         if ahead > 0:

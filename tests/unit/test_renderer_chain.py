@@ -156,3 +156,30 @@ def test_intensity_zero_renders_the_original_and_half_is_in_between() -> None:
     half = render_version(x, sr, strong, target_lufs=-18.0, intensity_pct=50.0)
     assert half.params["eq_high_shelf_gain_db"] == pytest.approx(4.5)
     assert top_minus_bottom(neutral) < top_minus_bottom(half) < top_minus_bottom(full)
+
+
+def test_extreme_compression_of_a_file_that_starts_loud_still_meets_the_floor() -> None:
+    """Regression: makeup +24 dB over a -39 dB threshold on a file loud from its first sample
+    once let a +16 dBFS start-up transient through, and the target was missed (-14.5 LUFS)."""
+    sr = 8000
+    rng = np.random.default_rng(0)
+    x = white_noise(rng, sr=sr, duration_s=0.6, channels=1, amplitude=0.25)
+    x = x + sine(220.0, sr=sr, duration_s=0.6, channels=1, amplitude=0.25)
+    x = np.clip(x * 10 ** (2.0 / 20), -1, 1).astype(np.float32)
+    params = {
+        "comp_threshold_db": -39.0,
+        "comp_ratio": 3.0,
+        "comp_attack_ms": 6.0,
+        "comp_release_ms": 10.0,
+        "comp_knee_db": 0.0,
+        "comp_makeup_db": 24.0,
+        "vcomp_threshold_db": -24.0,
+        "vcomp_ratio": 10.0,
+        "stereo_width": 0.0,
+        "reverb_mix_pct": 1.0,
+        "reverb_style": "intimate",
+        "reverb_decay_s": 1.0,
+    }
+    result = render_version(x, sr, params)
+    assert result.loudness_lufs == pytest.approx(-14.0, abs=0.5)
+    assert true_peak_dbtp(result.audio) <= -1.0

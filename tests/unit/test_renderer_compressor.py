@@ -161,3 +161,12 @@ def test_lookahead_moves_the_gain_before_the_transient() -> None:
     np.testing.assert_allclose(gr_ahead[onset - shift : onset], gr_plain[onset : onset + shift])
     out = ahead(x, sr)
     assert out.shape == x.shape  # no added latency: same length, same alignment
+
+
+def test_detector_starts_settled_on_a_file_that_starts_loud() -> None:
+    sr = 44100
+    x = sine(1000.0, sr=sr, duration_s=0.5, amplitude=0.9)
+    gr = Compressor(threshold_db=-20.0, ratio=4.0, attack_ms=30.0).gain_reduction_db(x, sr)
+    steady = gr[-1000:].mean()
+    assert steady > 10.0
+    assert gr[:100].min() > 0.8 * steady  # no uncompressed start while the attack catches up
