@@ -379,3 +379,15 @@ def scale_departure(values: Mapping[str, float], intensity_pct: float) -> dict[s
         n0 = p.normalise(p.default)
         out[p.name] = p.denormalise(n0 + k * (p.normalise(v) - n0))
     return out
+
+
+def neutral(name: str) -> float:
+    """The neutral (default) physical value of parameter ``name``."""
+    return BY_NAME[name].default
+
+
+def prefixed_kwargs(values: Mapping[str, float], prefix: str) -> dict[str, float]:
+    """A validated, complete parameter set's ``<prefix>*`` entries with the prefix removed: the
+    keyword arguments of the processor that owns that group (``comp_ratio`` -> ``ratio``)."""
+    full = validate_params(values)
+    return {k.removeprefix(prefix): v for k, v in full.items() if k.startswith(prefix)}

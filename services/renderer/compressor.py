@@ -17,7 +17,7 @@ import numba
 import numpy as np
 from scipy.signal import butter, sosfilt
 
-from services.common.params import BY_NAME, validate_params
+from services.common.params import neutral, prefixed_kwargs
 from services.renderer.processor import (
     Parameter,
     Processor,
@@ -29,10 +29,6 @@ from services.renderer.processor import (
 LEVEL_FLOOR_DB = -200.0
 #: Narrower knees are hard knees (the quadratic would only add rounding noise).
 KNEE_EPSILON_DB = 1e-6
-
-
-def _d(name: str) -> float:
-    return BY_NAME[name].default
 
 
 def static_gain_reduction_db(
@@ -113,14 +109,14 @@ class Compressor(Processor):
     def __init__(
         self,
         *,
-        threshold_db: float = _d("comp_threshold_db"),
-        ratio: float = _d("comp_ratio"),
-        attack_ms: float = _d("comp_attack_ms"),
-        release_ms: float = _d("comp_release_ms"),
-        knee_db: float = _d("comp_knee_db"),
-        makeup_db: float = _d("comp_makeup_db"),
-        lookahead_ms: float = _d("comp_lookahead_ms"),
-        sidechain_hpf_hz: float = _d("comp_sidechain_hpf_hz"),
+        threshold_db: float = neutral("comp_threshold_db"),
+        ratio: float = neutral("comp_ratio"),
+        attack_ms: float = neutral("comp_attack_ms"),
+        release_ms: float = neutral("comp_release_ms"),
+        knee_db: float = neutral("comp_knee_db"),
+        makeup_db: float = neutral("comp_makeup_db"),
+        lookahead_ms: float = neutral("comp_lookahead_ms"),
+        sidechain_hpf_hz: float = neutral("comp_sidechain_hpf_hz"),
     ) -> None:
         self.threshold_db = threshold_db
         self.ratio = ratio
@@ -134,8 +130,7 @@ class Compressor(Processor):
     @classmethod
     def from_params(cls, params: Mapping[str, float]) -> Compressor:
         """Build from a schema parameter set (``comp_*`` names; missing ones take defaults)."""
-        full = validate_params(params)
-        return cls(**{k.removeprefix("comp_"): v for k, v in full.items() if k.startswith("comp_")})
+        return cls(**prefixed_kwargs(params, "comp_"))
 
     def gain_reduction_db(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """The smoothed gain reduction the compressor applies.
@@ -155,7 +150,7 @@ class Compressor(Processor):
             return np.zeros(x.shape[1])
         detector = x
         hpf_hz = min(self.sidechain_hpf_hz, 0.45 * sr)
-        if hpf_hz > _d("comp_sidechain_hpf_hz"):
+        if hpf_hz > neutral("comp_sidechain_hpf_hz"):
             # Detector-only high-pass: bass energy no longer drives the gain (no pumping).
             detector = sosfilt(butter(4, hpf_hz, btype="highpass", fs=sr, output="sos"), x)
         peak = np.max(np.abs(detector), axis=0)

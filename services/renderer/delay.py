@@ -28,7 +28,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-from services.common.params import BY_NAME, DELAY_NOTE_BEATS, validate_params
+from services.common.params import (
+    BY_NAME,
+    DELAY_NOTE_BEATS,
+    neutral,
+    prefixed_kwargs,
+)
 from services.renderer.processor import (
     ChoiceParameter,
     Parameter,
@@ -45,10 +50,6 @@ LOWPASS_Q = 1.0 / math.sqrt(2.0)
 MIN_TEMPO_BPM = 30.0
 MAX_TEMPO_BPM = 300.0
 DEFAULT_TEMPO_BPM = 120.0
-
-
-def _d(name: str) -> float:
-    return BY_NAME[name].default
 
 
 def lowpass_coefficients(*, freq_hz: float, sample_rate: int) -> np.ndarray:
@@ -160,11 +161,11 @@ class TempoDelay(Processor):
         self,
         *,
         tempo_bpm: float = DEFAULT_TEMPO_BPM,
-        note: float | str = _d("delay_note"),
-        feedback_pct: float = _d("delay_feedback_pct"),
-        highcut_hz: float = _d("delay_highcut_hz"),
-        pingpong: float | str = _d("delay_pingpong"),
-        mix_pct: float = _d("delay_mix_pct"),
+        note: float | str = neutral("delay_note"),
+        feedback_pct: float = neutral("delay_feedback_pct"),
+        highcut_hz: float = neutral("delay_highcut_hz"),
+        pingpong: float | str = neutral("delay_pingpong"),
+        mix_pct: float = neutral("delay_mix_pct"),
     ) -> None:
         self.tempo_bpm = tempo_bpm
         self.note = note  # type: ignore[assignment]
@@ -177,11 +178,7 @@ class TempoDelay(Processor):
     def from_params(cls, params: Mapping[str, float], *, tempo_bpm: float) -> TempoDelay:
         """Build from a schema parameter set (``delay_*`` names; missing ones take defaults)
         and the song's tempo."""
-        full = validate_params(params)
-        return cls(
-            tempo_bpm=tempo_bpm,
-            **{k.removeprefix("delay_"): v for k, v in full.items() if k.startswith("delay_")},
-        )
+        return cls(tempo_bpm=tempo_bpm, **prefixed_kwargs(params, "delay_"))
 
     @property
     def note_name(self) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 from scipy.signal import sosfilt, sosfreqz
 
-from services.common.params import BY_NAME, validate_params
+from services.common.params import BY_NAME, neutral, prefixed_kwargs
 from services.renderer.processor import Parameter, Processor
 
 #: Corner and centre frequencies are clamped to this fraction of the sample rate.
@@ -26,10 +26,6 @@ HPF_Q = 1.0 / math.sqrt(2.0)
 HPF_OFF_HZ = BY_NAME["eq_hpf_freq_hz"].minimum
 #: Shelf slope S of the cookbook shelves (1 = the steepest without overshoot).
 SHELF_SLOPE = 1.0
-
-
-def _d(name: str) -> float:
-    return BY_NAME[name].default
 
 
 def _clamp_freq(freq_hz: float, sample_rate: int) -> float:
@@ -169,20 +165,20 @@ class ParametricEQ(Processor):
     def __init__(
         self,
         *,
-        hpf_freq_hz: float = _d("eq_hpf_freq_hz"),
-        low_shelf_freq_hz: float = _d("eq_low_shelf_freq_hz"),
-        low_shelf_gain_db: float = _d("eq_low_shelf_gain_db"),
-        low_mid_freq_hz: float = _d("eq_low_mid_freq_hz"),
-        low_mid_gain_db: float = _d("eq_low_mid_gain_db"),
-        low_mid_q: float = _d("eq_low_mid_q"),
-        mid_freq_hz: float = _d("eq_mid_freq_hz"),
-        mid_gain_db: float = _d("eq_mid_gain_db"),
-        mid_q: float = _d("eq_mid_q"),
-        high_mid_freq_hz: float = _d("eq_high_mid_freq_hz"),
-        high_mid_gain_db: float = _d("eq_high_mid_gain_db"),
-        high_mid_q: float = _d("eq_high_mid_q"),
-        high_shelf_freq_hz: float = _d("eq_high_shelf_freq_hz"),
-        high_shelf_gain_db: float = _d("eq_high_shelf_gain_db"),
+        hpf_freq_hz: float = neutral("eq_hpf_freq_hz"),
+        low_shelf_freq_hz: float = neutral("eq_low_shelf_freq_hz"),
+        low_shelf_gain_db: float = neutral("eq_low_shelf_gain_db"),
+        low_mid_freq_hz: float = neutral("eq_low_mid_freq_hz"),
+        low_mid_gain_db: float = neutral("eq_low_mid_gain_db"),
+        low_mid_q: float = neutral("eq_low_mid_q"),
+        mid_freq_hz: float = neutral("eq_mid_freq_hz"),
+        mid_gain_db: float = neutral("eq_mid_gain_db"),
+        mid_q: float = neutral("eq_mid_q"),
+        high_mid_freq_hz: float = neutral("eq_high_mid_freq_hz"),
+        high_mid_gain_db: float = neutral("eq_high_mid_gain_db"),
+        high_mid_q: float = neutral("eq_high_mid_q"),
+        high_shelf_freq_hz: float = neutral("eq_high_shelf_freq_hz"),
+        high_shelf_gain_db: float = neutral("eq_high_shelf_gain_db"),
     ) -> None:
         self._sos_cache: dict[int, np.ndarray] = {}
         self.hpf_freq_hz = hpf_freq_hz
@@ -203,8 +199,7 @@ class ParametricEQ(Processor):
     @classmethod
     def from_params(cls, params: Mapping[str, float]) -> ParametricEQ:
         """Build from a schema parameter set (``eq_*`` names; missing ones take defaults)."""
-        full = validate_params(params)
-        return cls(**{k.removeprefix("eq_"): v for k, v in full.items() if k.startswith("eq_")})
+        return cls(**prefixed_kwargs(params, "eq_"))
 
     def sos(self, sample_rate: int) -> np.ndarray:
         """The active bands as one cascade.

@@ -38,7 +38,7 @@ import numba
 import numpy as np
 from scipy.signal import butter, sosfreqz
 
-from services.common.params import BY_NAME, validate_params
+from services.common.params import neutral, prefixed_kwargs
 from services.renderer.filters import settle_frames, sos_pass
 from services.renderer.processor import (
     Parameter,
@@ -55,10 +55,6 @@ BAND_ORDER = 2
 SATURATOR_BIAS = 0.3
 #: Largest slope of the saturator, ``cosh(bias)^2`` (reached at ``u = -bias``): |s(u)| <= this |u|.
 SATURATOR_MAX_SLOPE = math.cosh(SATURATOR_BIAS) ** 2
-
-
-def _d(name: str) -> float:
-    return BY_NAME[name].default
 
 
 def saturate(band: np.ndarray, *, drive_db: float, out: np.ndarray | None = None) -> np.ndarray:
@@ -169,9 +165,9 @@ class Exciter(Processor):
     def __init__(
         self,
         *,
-        freq_hz: float = _d("exciter_freq_hz"),
-        drive_db: float = _d("exciter_drive_db"),
-        mix_pct: float = _d("exciter_mix_pct"),
+        freq_hz: float = neutral("exciter_freq_hz"),
+        drive_db: float = neutral("exciter_drive_db"),
+        mix_pct: float = neutral("exciter_mix_pct"),
     ) -> None:
         self._sos_cache: dict[int, np.ndarray] = {}
         self.freq_hz = freq_hz
@@ -181,10 +177,7 @@ class Exciter(Processor):
     @classmethod
     def from_params(cls, params: Mapping[str, float]) -> Exciter:
         """Build from a schema parameter set (``exciter_*`` names; missing ones take defaults)."""
-        full = validate_params(params)
-        return cls(
-            **{k.removeprefix("exciter_"): v for k, v in full.items() if k.startswith("exciter_")}
-        )
+        return cls(**prefixed_kwargs(params, "exciter_"))
 
     @property
     def is_bypass(self) -> bool:

@@ -45,7 +45,7 @@ import numpy as np
 import scipy.fft as sp_fft
 from scipy.signal import butter, sosfilt
 
-from services.common.params import BY_NAME, REVERB_STYLES, validate_params
+from services.common.params import BY_NAME, REVERB_STYLES, neutral, prefixed_kwargs
 from services.renderer.processor import ChoiceParameter, Parameter, Processor, check_sample_rate
 
 #: The IR tail lasts this many times the longest band RT60 (90 dB of decay).
@@ -204,10 +204,6 @@ def style_table_markdown() -> str:
             f"{s.damping_corner_hz / 1000:g} kHz) |"
         )
     return "\n".join(rows) + "\n"
-
-
-def _d(name: str) -> float:
-    return BY_NAME[name].default
 
 
 def band_rt60_s(
@@ -404,11 +400,11 @@ class Reverb(Processor):
     def __init__(
         self,
         *,
-        style: float | str = _d("reverb_style"),
-        predelay_ms: float = _d("reverb_predelay_ms"),
-        decay_s: float = _d("reverb_decay_s"),
-        damping_pct: float = _d("reverb_damping_pct"),
-        mix_pct: float = _d("reverb_mix_pct"),
+        style: float | str = neutral("reverb_style"),
+        predelay_ms: float = neutral("reverb_predelay_ms"),
+        decay_s: float = neutral("reverb_decay_s"),
+        damping_pct: float = neutral("reverb_damping_pct"),
+        mix_pct: float = neutral("reverb_mix_pct"),
     ) -> None:
         self._ir_cache: dict[int, np.ndarray] = {}
         self.style = style  # type: ignore[assignment]
@@ -420,10 +416,7 @@ class Reverb(Processor):
     @classmethod
     def from_params(cls, params: Mapping[str, float]) -> Reverb:
         """Build from a schema parameter set (``reverb_*`` names; missing ones take defaults)."""
-        full = validate_params(params)
-        return cls(
-            **{k.removeprefix("reverb_"): v for k, v in full.items() if k.startswith("reverb_")}
-        )
+        return cls(**prefixed_kwargs(params, "reverb_"))
 
     @property
     def style_name(self) -> str:

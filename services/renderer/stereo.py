@@ -34,7 +34,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import butter, sosfreqz
 
-from services.common.params import BY_NAME, validate_params
+from services.common.params import BY_NAME, neutral, prefixed_kwargs
 from services.renderer.filters import (
     forward_backward_sosfilt,
     settle_frames,
@@ -61,10 +61,6 @@ GUARD_SMOOTH_HOPS = 10
 #: Safety margin on the squared side-gain cap: a guarded window ends with a correlation of at
 #: least about ``margin / 2`` rather than exactly 0, which survives float32 output rounding.
 GUARD_MARGIN = 1e-3
-
-
-def _d(name: str) -> float:
-    return BY_NAME[name].default
 
 
 # --- zero-phase second-order-sections filtering --------------------------------------------------
@@ -243,8 +239,8 @@ class StereoEnhancer(Processor):
     def __init__(
         self,
         *,
-        width: float = _d("stereo_width"),
-        bass_mono_hz: float = _d("stereo_bass_mono_hz"),
+        width: float = neutral("stereo_width"),
+        bass_mono_hz: float = neutral("stereo_bass_mono_hz"),
     ) -> None:
         self._sos_cache: dict[int, np.ndarray] = {}
         self.width = width
@@ -253,10 +249,7 @@ class StereoEnhancer(Processor):
     @classmethod
     def from_params(cls, params: Mapping[str, float]) -> StereoEnhancer:
         """Build from a schema parameter set (``stereo_*`` names; missing ones take defaults)."""
-        full = validate_params(params)
-        return cls(
-            **{k.removeprefix("stereo_"): v for k, v in full.items() if k.startswith("stereo_")}
-        )
+        return cls(**prefixed_kwargs(params, "stereo_"))
 
     @property
     def is_bypass(self) -> bool:

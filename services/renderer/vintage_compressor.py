@@ -35,7 +35,7 @@ import numba
 import numpy as np
 from scipy.signal import firwin
 
-from services.common.params import BY_NAME, validate_params
+from services.common.params import neutral, prefixed_kwargs
 from services.renderer.compressor import time_constant_coef
 from services.renderer.processor import (
     Parameter,
@@ -83,10 +83,6 @@ _BLOCK = 2048
 _DETECTOR_BLOCK = 65536
 #: The opto memory is updated once every this many samples.
 _CONTROL_STEP = 32
-
-
-def _d(name: str) -> float:
-    return BY_NAME[name].default
 
 
 @numba.njit(cache=True, nogil=True)
@@ -430,12 +426,12 @@ class VintageCompressor(Processor):
     def __init__(
         self,
         *,
-        threshold_db: float = _d("vcomp_threshold_db"),
-        ratio: float = _d("vcomp_ratio"),
-        attack_ms: float = _d("vcomp_attack_ms"),
-        release_ms: float = _d("vcomp_release_ms"),
-        drive_db: float = _d("vcomp_drive_db"),
-        even_pct: float = _d("vcomp_even_pct"),
+        threshold_db: float = neutral("vcomp_threshold_db"),
+        ratio: float = neutral("vcomp_ratio"),
+        attack_ms: float = neutral("vcomp_attack_ms"),
+        release_ms: float = neutral("vcomp_release_ms"),
+        drive_db: float = neutral("vcomp_drive_db"),
+        even_pct: float = neutral("vcomp_even_pct"),
     ) -> None:
         self.threshold_db = threshold_db
         self.ratio = ratio
@@ -447,10 +443,7 @@ class VintageCompressor(Processor):
     @classmethod
     def from_params(cls, params: Mapping[str, float]) -> VintageCompressor:
         """Build from a schema parameter set (``vcomp_*`` names; missing ones take defaults)."""
-        full = validate_params(params)
-        return cls(
-            **{k.removeprefix("vcomp_"): v for k, v in full.items() if k.startswith("vcomp_")}
-        )
+        return cls(**prefixed_kwargs(params, "vcomp_"))
 
     @property
     def is_bypass(self) -> bool:
