@@ -94,6 +94,7 @@ def _mix(args: argparse.Namespace) -> int:
             max_duration_s=settings.max_duration_s,
             genre=args.genre,
             intensity_pct=args.intensity,
+            render_workers=settings.render_workers,
             progress=progress,
         )
     finally:

@@ -40,6 +40,7 @@ def mix_file(
     max_duration_s: float,
     genre: str | None = None,
     intensity_pct: float = 100.0,
+    render_workers: int = 0,
     progress: Progress = _noop,
 ) -> dict[str, Any]:
     """Analyse, predict and render ``song``; write ``outdir/<version>.wav`` and
@@ -96,6 +97,7 @@ def mix_file(
         ceiling_dbtp=ceiling_dbtp,
         tempo_bpm=job.analysis.tempo_bpm,
         intensity_pct=intensity_pct,
+        workers=render_workers,
         on_progress=on_render,
     )
     outdir.mkdir(parents=True, exist_ok=True)

@@ -2,19 +2,19 @@
 
     python scripts/bench_render.py [--song PATH | --duration 180] [--repeats 3]
 
-Runs three measurements, each in a fresh process so the thread settings take effect before numba
+Runs its measurements each in a fresh process so the thread settings take effect before numba
 and numpy load (numba kernels are warmed up on a short buffer first, so compilation or cache
 loading is not timed):
 
 * **1 core** (``OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1``): every processor of
-  :func:`services.renderer.chain.build_chain` timed on its own, then :func:`master`, for the
-  neutral (``original``) set and for active sets; best of ``--repeats``.
-* **2 cores** (``NUMBA_NUM_THREADS=2``): :func:`render_version` per version, four versions
-  (``original`` plus three active sets) through :func:`render_versions` as a job renders them
-  (one after another), and the same four rendered two at a time in threads.
-* **memory**: the peak of numpy allocations (tracemalloc; the kernels allocate their big outputs
-  in numpy so it sees them), split into the mix chain and :func:`master`, and the growth of the
-  process's peak RSS during one active render, as multiples of the decoded float32 audio.
+  :func:`services.renderer.chain.build_chain`, block-processed on its own as the chain runs it,
+  then :func:`master`, for the neutral (``original``) set and for active sets (``everything``
+  engages all seven processors); and :func:`render_version` end to end; best of ``--repeats``.
+* **2 cores**: four versions of the song through :func:`render_versions`, one at a time and two
+  at a time (a job's default on a 2-CPU machine).
+* **memory**: growth of the process's peak RSS during one render with every processor active,
+  during a job's four versions rendered two at a time, and (``--long``) during one render of a
+  60-minute file, as multiples of the decoded float32 audio.
 
 Prints a markdown table (pass ``--json`` for the raw figures). Generates the song with
 ``scripts/make_example_song.py`` (3 minutes, 44.1 kHz stereo, seed 7) unless ``--song`` is given.
@@ -23,7 +23,6 @@ Prints a markdown table (pass ``--json`` for the raw figures). Generates the son
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import platform
@@ -31,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -69,17 +67,34 @@ ACTIVE_SETS: dict[str, dict[str, float]] = {
         "comp_release_ms": 80.0,
         "comp_makeup_db": 4.0,
     },
+    # Every processor engaged: the chain's worst realistic case.
+    "everything": {
+        "eq_hpf_freq_hz": 35.0,
+        "eq_low_shelf_gain_db": 2.0,
+        "eq_low_mid_gain_db": -3.0,
+        "eq_high_shelf_gain_db": 2.5,
+        "comp_threshold_db": -22.0,
+        "comp_ratio": 3.0,
+        "comp_lookahead_ms": 3.0,
+        "comp_sidechain_hpf_hz": 90.0,
+        "vcomp_threshold_db": -18.0,
+        "vcomp_ratio": 2.0,
+        "vcomp_drive_db": 6.0,
+        "exciter_mix_pct": 15.0,
+        "stereo_width": 1.3,
+        "stereo_bass_mono_hz": 120.0,
+        "delay_mix_pct": 12.0,
+        "delay_feedback_pct": 35.0,
+        "reverb_mix_pct": 15.0,
+        "reverb_decay_s": 1.8,
+    },
 }
+#: The four versions of the job benchmark: the reference and three predictions.
+FOUR = ("original", "warm", "bright", "punchy")
 TARGET_LUFS = -14.0
 CEILING_DBTP = -1.0
 #: The generated song's tempo (tempo-synced effects use it).
 TEMPO_BPM = 124.0
-
-
-def _accepted(fn: Any, **options: Any) -> dict[str, Any]:
-    """The ``options`` that ``fn`` takes (the renderer's signatures grow as effects are added)."""
-    params = inspect.signature(fn).parameters
-    return {k: v for k, v in options.items() if k in params}
 
 
 def _load(song: str) -> tuple[Any, int]:
@@ -106,9 +121,11 @@ def _best(fn: Any, repeats: int) -> tuple[float, Any]:
 
 
 def worker_single(song: str, repeats: int) -> dict[str, Any]:
-    """Per-processor seconds on one core, for the neutral set and each active set."""
-    from services.common.params import defaults
-    from services.renderer.chain import build_chain
+    """Per-processor seconds on one core (block-processed, as the chain runs them), then
+    master(), for the neutral set and each active set; and render_version end to end."""
+    from services.common.params import defaults, validate_params
+    from services.renderer.blocks import render_blocks
+    from services.renderer.chain import build_chain, render_version
     from services.renderer.mastering import master
 
     audio, sr = _load(song)
@@ -118,16 +135,27 @@ def worker_single(song: str, repeats: int) -> dict[str, Any]:
     for name, params in sets.items():
         stages: dict[str, float] = {}
         y = audio
-        for processor in build_chain(params, **_accepted(build_chain, tempo_bpm=TEMPO_BPM)):
-            seconds, y = _best(lambda p=processor, x=y: p(x, sr), repeats)
+        for processor in build_chain(validate_params(params), tempo_bpm=TEMPO_BPM):
+            seconds, y = _best(lambda p=processor, x=y: render_blocks([p], x, sr), repeats)
             stages[type(processor).__name__] = seconds
         seconds, result = _best(
             lambda x=y: master(x, sr, target_lufs=TARGET_LUFS, ceiling_dbtp=CEILING_DBTP), repeats
         )
         stages["master"] = seconds
+        total, _ = _best(
+            lambda p=params: render_version(
+                audio,
+                sr,
+                p,
+                target_lufs=TARGET_LUFS,
+                ceiling_dbtp=CEILING_DBTP,
+                tempo_bpm=TEMPO_BPM,
+            ),
+            repeats,
+        )
         out[name] = {
             "stages_s": stages,
-            "total_s": sum(stages.values()),
+            "total_s": total,
             "rounds": result.rounds,
             "loudness_lufs": result.loudness_lufs,
             "true_peak_dbtp": result.true_peak_dbtp,
@@ -135,42 +163,37 @@ def worker_single(song: str, repeats: int) -> dict[str, Any]:
     return out
 
 
-def worker_multi(song: str, repeats: int) -> dict[str, Any]:
-    """render_version per version, and four versions through render_versions."""
+def _four(audio: Any, sr: int, workers: int, names: tuple[str, ...] = FOUR) -> list[Any]:
     from services.common.params import defaults
-    from services.renderer.chain import render_version
     from services.renderer.versions import render_versions
 
-    audio, sr = _load(song)
-    _warm_up()
-    sets = [("original", defaults()), *ACTIVE_SETS.items()]
-    options = {"target_lufs": TARGET_LUFS, "ceiling_dbtp": CEILING_DBTP, "tempo_bpm": TEMPO_BPM}
-    per_version = {}
-    for name, params in sets:
-        per_version[name], _ = _best(
-            lambda p=params: render_version(audio, sr, p, **_accepted(render_version, **options)),
-            repeats,
+    sets = [(n, defaults() if n == "original" else ACTIVE_SETS[n]) for n in names]
+    return list(
+        render_versions(
+            audio,
+            sr,
+            sets,
+            target_lufs=TARGET_LUFS,
+            ceiling_dbtp=CEILING_DBTP,
+            tempo_bpm=TEMPO_BPM,
+            workers=workers,
         )
-    four, rendered = _best(
-        lambda: render_versions(audio, sr, sets, **_accepted(render_versions, **options)),
-        repeats,
     )
 
-    def two_at_a_time() -> list[Any]:
-        # The kernels release the GIL, so two versions can render side by side.
-        with ThreadPoolExecutor(2) as pool:
-            return list(
-                pool.map(
-                    lambda p: render_version(audio, sr, p, **_accepted(render_version, **options)),
-                    [p for _, p in sets],
-                )
-            )
 
-    four_threads, _ = _best(two_at_a_time, repeats)
+def worker_multi(song: str, repeats: int) -> dict[str, Any]:
+    """Four versions of one song through render_versions: one at a time, and two at a time
+    (one per core, as a job renders them by default on this machine)."""
+    audio, sr = _load(song)
+    _warm_up()
+    sequential, _ = _best(lambda: _four(audio, sr, 1), repeats)
+    parallel, rendered = _best(lambda: _four(audio, sr, 2), repeats)
+    heavy = ("original", "everything", "warm", "punchy")
+    heavy_parallel, _ = _best(lambda: _four(audio, sr, 2, heavy), repeats)
     return {
-        "per_version_s": per_version,
-        "four_versions_s": four,
-        "four_versions_2_threads_s": four_threads,
+        "four_versions_s": sequential,
+        "four_versions_2_threads_s": parallel,
+        "four_heavy_2_threads_s": heavy_parallel,
         "versions": {r.name: [r.result.loudness_lufs, r.result.true_peak_dbtp] for r in rendered},
     }
 
@@ -180,47 +203,57 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def worker_memory(song: str) -> dict[str, Any]:
-    """Peak memory of one active render, relative to the decoded float32 audio."""
+def _peak_growth(fn: Any) -> int:
+    """Growth of the process's peak RSS over its current RSS while ``fn`` runs."""
     import resource
-    import tracemalloc
 
-    from services.renderer.chain import build_chain, render_version
-    from services.renderer.mastering import master
+    gc_before = _rss_bytes()
+    fn()
+    return max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - gc_before)
+
+
+def worker_memory(song: str, what: str) -> dict[str, Any]:
+    """Peak memory, relative to the decoded float32 audio: one render of the ``everything`` set
+    (``render``), a job's four versions two at a time, each dropped once delivered (``job``), or
+    one render of a 60-minute file made by repeating the song (``long``). One measurement per
+    process: the peak RSS only grows."""
+    import numpy as np
+
+    from services.renderer.chain import render_version
 
     audio, sr = _load(song)
+    if what == "long":
+        audio = np.ascontiguousarray(np.tile(audio, (1, -(-3600 * sr // audio.shape[1]))))
+        audio = np.ascontiguousarray(audio[:, : 3600 * sr])
     _warm_up()
-    params = ACTIVE_SETS["punchy"]
-    options = _accepted(
-        render_version, target_lufs=TARGET_LUFS, ceiling_dbtp=CEILING_DBTP, tempo_bpm=TEMPO_BPM
-    )
-    rss_before = _rss_bytes()
-    maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    render_version(audio, sr, params, **options)
-    maxrss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    tracemalloc.start()
-    render_version(audio, sr, params, **options)
-    _, traced_peak = tracemalloc.get_traced_memory()
-    # The same render in two parts: the mix chain, then master() on the chain's output.
-    tracemalloc.reset_peak()
-    start, _ = tracemalloc.get_traced_memory()
-    mixed = build_chain(params, **_accepted(build_chain, tempo_bpm=TEMPO_BPM))(audio, sr)
-    held, chain_peak = tracemalloc.get_traced_memory()
-    tracemalloc.reset_peak()
-    master(mixed, sr, target_lufs=TARGET_LUFS, ceiling_dbtp=CEILING_DBTP)
-    _, master_peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+
+    def one() -> None:
+        render_version(
+            audio,
+            sr,
+            ACTIVE_SETS["everything"],
+            target_lufs=TARGET_LUFS,
+            ceiling_dbtp=CEILING_DBTP,
+            tempo_bpm=TEMPO_BPM,
+        )
+
+    def job() -> None:
+        for _ in _four(audio, sr, 2, ("original", "everything", "warm", "punchy")):
+            pass  # a job encodes and stores each version here, then lets it go
+
+    start = time.perf_counter()
+    growth = _peak_growth(job if what == "job" else one)
     return {
         "audio_bytes": int(audio.nbytes),
-        "traced_peak_bytes": traced_peak,
-        "chain_peak_bytes": chain_peak - start,
-        "master_peak_bytes": master_peak - held,
-        "rss_growth_bytes": max(0, maxrss_after - max(rss_before, maxrss_before)),
-        "rss_peak_over_start_bytes": max(0, maxrss_after - rss_before),
+        "seconds": time.perf_counter() - start,
+        "duration_s": audio.shape[1] / sr,
+        "rss_peak_growth_bytes": growth,
     }
 
 
-def _run_worker(kind: str, song: str, repeats: int, threads: int) -> dict[str, Any]:
+def _run_worker(
+    kind: str, song: str, repeats: int, threads: int, what: str = "render"
+) -> dict[str, Any]:
     env = dict(os.environ)
     env.update(
         OMP_NUM_THREADS=str(threads),
@@ -230,6 +263,7 @@ def _run_worker(kind: str, song: str, repeats: int, threads: int) -> dict[str, A
         PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
     )
     cmd = [sys.executable, __file__, "--worker", kind, "--song", song, "--repeats", str(repeats)]
+    cmd += ["--what", what]
     done = subprocess.run(cmd, env=env, cwd=ROOT, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -240,17 +274,20 @@ def _xrt(duration_s: float, seconds: float) -> str:
 
 def report(song: str, duration_s: float, sr: int, results: dict[str, Any]) -> str:
     single, multi, memory = results["single"], results["multi"], results["memory"]
+    audio_bytes = memory["render"]["audio_bytes"]
     lines = [
-        f"Song: {duration_s:.0f} s, {sr} Hz, {memory['audio_bytes'] / 2**20:.1f} MiB decoded "
+        f"Song: {duration_s:.0f} s, {sr} Hz, {audio_bytes / 2**20:.1f} MiB decoded "
         f"(float32); {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs.",
         "",
-        "**1 core** (OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1), seconds (x real time):",
+        "**1 core** (OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1), seconds (x real time); each "
+        "processor block-processed on its own, then master(); *render* is render_version end to "
+        "end:",
         "",
     ]
     stage_names: list[str] = []
     for v in single.values():
         stage_names += [s for s in v["stages_s"] if s not in stage_names]
-    lines.append("| version | " + " | ".join(stage_names) + " | total | rounds | LUFS | dBTP |")
+    lines.append("| version | " + " | ".join(stage_names) + " | render | rounds | LUFS | dBTP |")
     lines.append("|---" * (len(stage_names) + 5) + "|")
     for name, v in single.items():
         cells = [
@@ -267,39 +304,33 @@ def report(song: str, duration_s: float, sr: int, results: dict[str, Any]) -> st
         )
     lines += [
         "",
-        "**2 cores** (NUMBA_NUM_THREADS=2), render_version wall seconds (x real time):",
+        "**2 cores**, four versions of the song through render_versions, wall seconds:",
         "",
-        "| version | seconds | x real time |",
-        "|---|---|---|",
+        "| versions | workers | seconds | x real time |",
+        "|---|---|---|---|",
+        f"| {', '.join(FOUR)} | 1 | {multi['four_versions_s']:.2f} | "
+        f"{_xrt(4 * duration_s, multi['four_versions_s'])} |",
+        f"| {', '.join(FOUR)} | 2 | **{multi['four_versions_2_threads_s']:.2f}** | "
+        f"{_xrt(4 * duration_s, multi['four_versions_2_threads_s'])} |",
+        f"| original, everything, warm, punchy | 2 | {multi['four_heavy_2_threads_s']:.2f} | "
+        f"{_xrt(4 * duration_s, multi['four_heavy_2_threads_s'])} |",
+        "",
+        "**Memory**: growth of the peak RSS while rendering (multiple of the decoded audio):",
+        "",
+        "| what | audio | seconds | peak growth MiB | x audio |",
+        "|---|---|---|---|---|",
     ]
-    for name, seconds in multi["per_version_s"].items():
-        lines.append(f"| {name} | {seconds:.3f} | {_xrt(duration_s, seconds)} |")
-    lines.append(
-        f"| **4 versions (render_versions, one after another)** | "
-        f"**{multi['four_versions_s']:.3f}** | {_xrt(4 * duration_s, multi['four_versions_s'])} |"
-    )
-    lines.append(
-        f"| **4 versions, two render threads** | **{multi['four_versions_2_threads_s']:.3f}** | "
-        f"{_xrt(4 * duration_s, multi['four_versions_2_threads_s'])} |"
-    )
-    audio_mb = memory["audio_bytes"]
-    lines += [
-        "",
-        "**Memory**, one active render (multiple of the decoded audio):",
-        "",
-        "| measure | MiB | x audio |",
-        "|---|---|---|",
-        f"| numpy allocations peak (tracemalloc) | {memory['traced_peak_bytes'] / 2**20:.0f} | "
-        f"{memory['traced_peak_bytes'] / audio_mb:.1f} |",
-        f"| of which the mix chain, above its input | {memory['chain_peak_bytes'] / 2**20:.0f} | "
-        f"{memory['chain_peak_bytes'] / audio_mb:.1f} |",
-        f"| of which master(), above the chain's output | "
-        f"{memory['master_peak_bytes'] / 2**20:.0f} | "
-        f"{memory['master_peak_bytes'] / audio_mb:.1f} |",
-        f"| peak RSS above the RSS before rendering | "
-        f"{memory['rss_peak_over_start_bytes'] / 2**20:.0f} | "
-        f"{memory['rss_peak_over_start_bytes'] / audio_mb:.1f} |",
-    ]
+    labels = {
+        "render": "one render, every processor active",
+        "job": "a job: four versions, two at a time",
+        "long": "one render, every processor active, 60-minute file",
+    }
+    for what, m in memory.items():
+        lines.append(
+            f"| {labels[what]} | {m['duration_s'] / 60:.0f} min, {m['audio_bytes'] / 2**20:.0f} "
+            f"MiB | {m['seconds']:.1f} | {m['rss_peak_growth_bytes'] / 2**20:.0f} | "
+            f"{m['rss_peak_growth_bytes'] / m['audio_bytes']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -309,7 +340,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=180.0, help="generated song length, s")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON")
+    parser.add_argument(
+        "--long", action="store_true", help="also measure memory on a 60-minute file (slow)"
+    )
     parser.add_argument("--worker", choices=["single", "multi", "memory"], help=argparse.SUPPRESS)
+    parser.add_argument("--what", default="render", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
@@ -318,7 +353,7 @@ def main() -> None:
         elif args.worker == "multi":
             result = worker_multi(args.song, args.repeats)
         else:
-            result = worker_memory(args.song)
+            result = worker_memory(args.song, args.what)
         print(json.dumps(result))
         return
 
@@ -338,7 +373,10 @@ def main() -> None:
         results = {
             "single": _run_worker("single", song, args.repeats, threads=1),
             "multi": _run_worker("multi", song, args.repeats, threads=2),
-            "memory": _run_worker("memory", song, 1, threads=2),
+            "memory": {
+                what: _run_worker("memory", song, 1, threads=2, what=what)
+                for what in ("render", "job", *(("long",) if args.long else ()))
+            },
         }
     if args.json:
         print(json.dumps(results, indent=2))

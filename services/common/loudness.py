@@ -464,7 +464,7 @@ def _block_envelope(
         _channel_envelope(buf, n, centre, coefficients, peak)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _true_peak_kernel(
     x: np.ndarray,
     scale: float,
@@ -484,10 +484,10 @@ def _true_peak_kernel(
     blocks = (frames + _BLOCK - 1) // _BLOCK
     maxima = np.zeros(blocks)
     store = envelope.shape[0] > 0
-    for b in numba.prange(blocks):
+    peak = np.empty(_BLOCK)
+    for b in range(blocks):
         start = b * _BLOCK
         stop = min(frames, start + _BLOCK)
-        peak = np.empty(_BLOCK)
         _block_envelope(x, scale, gain, start, stop, centre, coefficients, peak, out)
         maxima[b] = peak[: stop - start].max()
         if store:
@@ -525,9 +525,10 @@ def oversampled_peak_envelope(
     """Largest magnitude in ``[n, n + 1)`` of the oversampled signal, across channels.
 
     The oversampled signal is the one :func:`scipy.signal.resample_poly` computes (polyphase FIR,
-    Kaiser window), evaluated by a parallel numba kernel without materialising it; the result
-    equals resample_poly's up to rounding (~1e-15 relative to the local signal level: the kernel
-    uses the filter's symmetry, see :func:`_kernel_taps`). Its maximum is the true peak.
+    Kaiser window), evaluated by a numba kernel without materialising it (the GIL is released,
+    so concurrent renders run in parallel); the result equals resample_poly's up to rounding
+    (~1e-15 relative to the local signal level: the kernel uses the filter's symmetry, see
+    :func:`_kernel_taps`). Its maximum is the true peak.
 
     Parameters
     ----------

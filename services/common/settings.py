@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     max_duration_s: float = Field(1200.0, gt=0)
     target_lufs: float = Field(-14.0, ge=-40.0, le=-5.0)
     true_peak_ceiling_dbtp: float = Field(-1.0, ge=-9.0, le=0.0)
+    render_workers: int = Field(
+        0, ge=0, le=64, description="versions of a job rendered at once; 0 = the CPUs available"
+    )
 
     # Delivery.
     max_attempts: int = Field(3, ge=1, le=20, description="tries before a message goes to the DLQ")

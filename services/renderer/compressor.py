@@ -5,7 +5,13 @@ gain and the stereo image does not move) in dB; a static soft-knee curve turns t
 gain reduction in dB; a smooth decoupled peak detector (Giannoulis, Massberg and Reiss, "Digital
 Dynamic Range Compressor Design", JAES 2012) smooths the gain reduction: instant rise with
 exponential release, then exponential attack smoothing. ``attack_ms`` and ``release_ms`` are the
-time constants (63 % of a step). The per-sample recursion runs in a numba kernel.
+time constants (63 % of a step). The detector, the smoothing and the gain are numba kernels
+(no logarithm below the knee, no exponential where nothing is reduced).
+
+Block processing: the detector is memoryless apart from the optional sidechain high-pass (its
+settle time is the history :meth:`Compressor.context` asks for; the look-ahead is the
+look-ahead time), and the release and attack states carry over from block to block
+(:meth:`Compressor.resumable`), so a release of a second costs no history.
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ from collections.abc import Mapping
 
 import numba
 import numpy as np
-from scipy.signal import butter, sosfilt
+from scipy.signal import butter
 
 from services.common.params import neutral, prefixed_kwargs
+from services.renderer.filters import settle_frames, sos_pass
 from services.renderer.processor import (
+    Context,
     Parameter,
     Processor,
     check_processor_input,
@@ -59,25 +67,85 @@ def static_gain_reduction_db(
 
 
 @numba.njit(cache=True, nogil=True)
+def _detector_gain_reduction(
+    x: np.ndarray, threshold_db: float, ratio: float, knee_db: float
+) -> np.ndarray:  # pragma: no cover - numba
+    """Static gain reduction (dB) per frame from the stereo-linked peak level: the curve of
+    :func:`static_gain_reduction_db` with the logarithm skipped below the knee (reduction 0)."""
+    channels, n = x.shape
+    out = np.empty(n)
+    half = 0.5 * knee_db if knee_db > KNEE_EPSILON_DB else 0.0
+    lowest = 10.0 ** ((threshold_db - half) / 20.0)
+    slope = 1.0 - 1.0 / ratio
+    for i in range(n):
+        peak = 0.0
+        for c in range(channels):
+            peak = max(peak, abs(x[c, i]))
+        if peak <= lowest:
+            out[i] = 0.0
+            continue
+        over = max(20.0 * math.log10(peak), LEVEL_FLOOR_DB) - threshold_db
+        if half > 0.0 and abs(over) <= half:
+            out[i] = slope * (over + half) ** 2 / (2.0 * knee_db)
+        elif over > 0.0:
+            out[i] = slope * over
+        else:
+            out[i] = 0.0
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
 def _smooth_gain_reduction(
-    gr: np.ndarray, attack_coef: float, release_coef: float, initial: float = 0.0
-) -> np.ndarray:
+    gr: np.ndarray,
+    attack_coef: float,
+    release_coef: float,
+    state: np.ndarray,
+    start: int,
+    save_at: int,
+    saved: np.ndarray,
+) -> np.ndarray:  # pragma: no cover - numba
     """Smooth decoupled peak detector on a gain-reduction signal (dB, >= 0).
 
-    The detector starts at ``initial`` (the caller passes the reduction the opening of the file
-    asks for), as if it had been running on the same signal before: a file that starts loud is
-    not let through uncompressed, with the makeup gain on top, for the first attack time.
+    Runs from frame ``start`` with ``state = [peak, smoothed]`` (frames before ``start`` are
+    left 0); the state before frame ``save_at`` (``0 <= save_at <= len``; -1 for none) is
+    copied into ``saved``.
     """
-    out = np.empty_like(gr)
-    peak = initial
-    state = initial
-    for i in range(gr.shape[0]):
+    n = gr.shape[0]
+    out = np.zeros(n)
+    peak = state[0]
+    smoothed = state[1]
+    for i in range(start, n):
+        if i == save_at:
+            saved[0] = peak
+            saved[1] = smoothed
         g = gr[i]
         released = release_coef * peak + (1.0 - release_coef) * g
         peak = g if g > released else released
-        state = attack_coef * state + (1.0 - attack_coef) * peak
-        out[i] = state
+        smoothed = attack_coef * smoothed + (1.0 - attack_coef) * peak
+        out[i] = smoothed
+    if save_at == n:
+        saved[0] = peak
+        saved[1] = smoothed
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _apply_gain(
+    x: np.ndarray, reduction_db: np.ndarray, makeup_db: float, ahead: int
+) -> np.ndarray:  # pragma: no cover - numba
+    """``x * 10 ** ((makeup_db - reduction_db[t + ahead]) / 20)``, the index clamped at the end
+    (look-ahead: the gain reaches each transient ``ahead`` frames early, the audio itself is
+    not delayed); no exponential where there is no reduction."""
+    channels, n = x.shape
+    y = np.empty_like(x)
+    makeup = 10.0 ** (makeup_db / 20.0)
+    to_neper = math.log(10.0) / 20.0
+    for i in range(n):
+        r = reduction_db[min(i + ahead, n - 1)]
+        g = makeup if r == 0.0 else math.exp((makeup_db - r) * to_neper)
+        for c in range(channels):
+            y[c, i] = x[c, i] * g
+    return y
 
 
 #: The detector starts settled on the largest reduction the file's first 10 ms ask for.
@@ -132,6 +200,68 @@ class Compressor(Processor):
         """Build from a schema parameter set (``comp_*`` names; missing ones take defaults)."""
         return cls(**prefixed_kwargs(params, "comp_"))
 
+    @property
+    def is_bypass(self) -> bool:
+        """True when the compressor returns its input unchanged (ratio 1, no makeup gain)."""
+        return self.ratio == 1.0 and self.makeup_db == 0.0
+
+    def _sidechain_sos(self, sr: int) -> np.ndarray | None:
+        hpf_hz = min(self.sidechain_hpf_hz, 0.45 * sr)
+        if hpf_hz > neutral("comp_sidechain_hpf_hz"):
+            return np.asarray(butter(4, hpf_hz, btype="highpass", fs=sr, output="sos"))
+        return None
+
+    def _lookahead_frames(self, sr: int) -> int:
+        return int(round(self.lookahead_ms * 1e-3 * sr))
+
+    def context(self, sample_rate: int) -> Context:
+        """History: the sidechain high-pass's settle time (the detector is memoryless otherwise;
+        the release and attack states carry over between blocks, see :meth:`resumable`).
+        Look-ahead: ``lookahead_ms``."""
+        sr = check_sample_rate(sample_rate)
+        sos = self._sidechain_sos(sr) if self.ratio != 1.0 else None
+        return Context(
+            history=settle_frames(sos) if sos is not None else 0,
+            lookahead=self._lookahead_frames(sr) if self.ratio != 1.0 else 0,
+        )
+
+    def resumable(self, sample_rate: int, channels: int) -> _Resumable:
+        """Block processing with the detector's release and attack states carried over."""
+        return _Resumable(self, check_sample_rate(sample_rate))
+
+    def _smoothed(
+        self,
+        x: np.ndarray,
+        sr: int,
+        *,
+        start: int = 0,
+        state: np.ndarray | None = None,
+        save_at: int = -1,
+        saved: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Smoothed gain reduction over ``x`` from frame ``start`` (not look-ahead shifted).
+        ``state`` None: the start-up state, settled on the opening :data:`OPENING_S`."""
+        detector = x
+        sos = self._sidechain_sos(sr)
+        if sos is not None:
+            # Detector-only high-pass: bass energy no longer drives the gain (no pumping).
+            detector = np.array(x, dtype=np.float64, order="C")
+            sos_pass(sos, detector)
+        gr = _detector_gain_reduction(detector, self.threshold_db, self.ratio, self.knee_db)
+        if state is None:
+            opening = gr[: max(1, int(OPENING_S * sr))]
+            initial = float(opening.max()) if opening.size else 0.0
+            state = np.array([initial, initial])
+        return _smooth_gain_reduction(
+            gr,
+            time_constant_coef(self.attack_ms, sr),
+            time_constant_coef(self.release_ms, sr),
+            state,
+            start,
+            save_at,
+            np.zeros(2) if saved is None else saved,
+        )
+
     def gain_reduction_db(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """The smoothed gain reduction the compressor applies.
 
@@ -146,27 +276,10 @@ class Compressor(Processor):
         """
         x = check_processor_input(audio)
         sr = check_sample_rate(sample_rate)
-        if self.ratio == 1.0:
+        if self.ratio == 1.0 or x.shape[1] == 0:
             return np.zeros(x.shape[1])
-        detector = x
-        hpf_hz = min(self.sidechain_hpf_hz, 0.45 * sr)
-        if hpf_hz > neutral("comp_sidechain_hpf_hz"):
-            # Detector-only high-pass: bass energy no longer drives the gain (no pumping).
-            detector = sosfilt(butter(4, hpf_hz, btype="highpass", fs=sr, output="sos"), x)
-        peak = np.max(np.abs(detector), axis=0)
-        with np.errstate(divide="ignore"):
-            level_db = np.maximum(20.0 * np.log10(peak), LEVEL_FLOOR_DB)
-        gr = static_gain_reduction_db(
-            level_db, threshold_db=self.threshold_db, ratio=self.ratio, knee_db=self.knee_db
-        )
-        opening = gr[: max(1, int(OPENING_S * sr))]
-        smoothed = _smooth_gain_reduction(
-            np.ascontiguousarray(gr),
-            time_constant_coef(self.attack_ms, sr),
-            time_constant_coef(self.release_ms, sr),
-            float(opening.max()) if opening.size else 0.0,
-        )
-        ahead = int(round(self.lookahead_ms * 1e-3 * sr))
+        smoothed = self._smoothed(x, sr)
+        ahead = self._lookahead_frames(sr)
         if ahead > 0:
             # Offline look-ahead: the gain reaches each transient `ahead` samples early; the
             # audio itself is not delayed (no added latency).
@@ -178,6 +291,39 @@ class Compressor(Processor):
             if self.makeup_db == 0.0:
                 return audio
             return audio * 10.0 ** (self.makeup_db / 20.0)
-        gr = self.gain_reduction_db(audio, sample_rate)
-        gain = 10.0 ** ((self.makeup_db - gr) / 20.0)
-        return audio * gain[np.newaxis, :]
+        x = np.ascontiguousarray(audio, dtype=np.float64)
+        smoothed = self._smoothed(x, sample_rate)
+        return _apply_gain(x, smoothed, self.makeup_db, self._lookahead_frames(sample_rate))
+
+
+class _Resumable:
+    """The compressor over overlapping block extents, its release and attack states saved at
+    the frame where the next extent's kept part starts."""
+
+    def __init__(self, compressor: Compressor, sample_rate: int) -> None:
+        self.compressor = compressor
+        self.sample_rate = sample_rate
+        self.saved = np.zeros(2)
+        self.saved_at = 0
+
+    def __call__(self, x: np.ndarray, lo: int, kept_from: int, save_at: int | None) -> np.ndarray:
+        comp = self.compressor
+        if comp.ratio == 1.0:
+            return comp._process(x, self.sample_rate)
+        state = None  # the start-up state, when the kept part starts the file
+        if kept_from > 0:
+            if kept_from != self.saved_at:
+                raise AssertionError(f"resumed at {kept_from}, state saved at {self.saved_at}")
+            state = self.saved.copy()
+        saved = np.zeros(2)
+        smoothed = comp._smoothed(
+            x,
+            self.sample_rate,
+            start=kept_from - lo,
+            state=state,
+            save_at=-1 if save_at is None else save_at - lo,
+            saved=saved,
+        )
+        if save_at is not None:
+            self.saved, self.saved_at = saved, save_at
+        return _apply_gain(x, smoothed, comp.makeup_db, comp._lookahead_frames(self.sample_rate))

@@ -16,14 +16,16 @@ only, and so on. Mono input (or more than two channels) uses plain per-channel d
 
 The dry signal is kept at unity and the repeats are added at ``delay_mix_pct / 100``; the output
 has the input's length (repeats past the end are cut). ``delay_mix_pct = 0`` is an exact bypass.
-The per-sample recursion runs in numba kernels (channels of a plain delay in parallel threads).
+The per-sample recursion runs in numba kernels whose state (input history, loop rings, filter
+states) lives in arrays that carry over from one call to the next: :meth:`TempoDelay.stream`
+renders a long file block by block with exactly the one-pass result, however long the repeats
+ring on (the chain's block processing, see ``blocks.py``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -76,23 +78,36 @@ def group_delay_at_dc(coefs: np.ndarray) -> float:
 
 @numba.njit(cache=True, nogil=True)
 def _feedback_delay(
-    x: np.ndarray, delay: int, loop_delay: int, feedback: float, coefs: np.ndarray
-) -> np.ndarray:
+    x: np.ndarray,
+    xring: np.ndarray,
+    ring: np.ndarray,
+    z: np.ndarray,
+    xpos: int,
+    pos: int,
+    feedback: float,
+    coefs: np.ndarray,
+) -> np.ndarray:  # pragma: no cover - numba
     """Repeats of one line: ``r[t] = x[t - delay] + feedback * LP(r)[t - loop_delay]``.
 
-    ``x`` is (n,) float64; the state lives in scalars (registers) for speed.
+    ``x`` is (n,) float64. The state continues from the previous call and is updated in place:
+    ``xring`` (delay,) holds the last ``delay`` inputs (read and written at ``xpos``), ``ring``
+    (loop_delay,) the filtered repeats on their way round (at ``pos``), ``z`` (2,) the
+    low-pass's state. The caller advances both positions by ``n``. Zeros are silence before the
+    first call.
     """
     n = x.shape[0]
     b0, b1, b2, a1, a2 = coefs[0], coefs[1], coefs[2], coefs[3], coefs[4]
-    y = np.zeros(n)
-    ring = np.zeros(loop_delay)  # filtered repeats, waiting loop_delay samples
-    z1 = 0.0
-    z2 = 0.0
-    pos = 0
+    delay = xring.shape[0]
+    loop_delay = ring.shape[0]
+    y = np.empty(n)
+    z1 = z[0]
+    z2 = z[1]
     for t in range(n):
-        v = feedback * ring[pos]
-        if t >= delay:
-            v += x[t - delay]
+        v = feedback * ring[pos] + xring[xpos]
+        xring[xpos] = x[t]
+        xpos += 1
+        if xpos == delay:
+            xpos = 0
         y[t] = v
         out = b0 * v + z1
         z1 = b1 * v - a1 * out + z2
@@ -101,29 +116,45 @@ def _feedback_delay(
         pos += 1
         if pos == loop_delay:
             pos = 0
+    z[0] = z1
+    z[1] = z2
     return y
 
 
 @numba.njit(cache=True, nogil=True)
 def _pingpong_delay(
-    x: np.ndarray, delay: int, loop_delay: int, feedback: float, coefs: np.ndarray
-) -> np.ndarray:
+    x: np.ndarray,
+    xring: np.ndarray,
+    ring_l: np.ndarray,
+    ring_r: np.ndarray,
+    z: np.ndarray,
+    xpos: int,
+    pos: int,
+    feedback: float,
+    coefs: np.ndarray,
+) -> np.ndarray:  # pragma: no cover - numba
     """Two crossed lines: ``l[t] = x[t - delay] + feedback * LP(r)[t - loop_delay]`` and
-    ``r[t] = feedback * LP(l)[t - loop_delay]``; returns (2, n)."""
+    ``r[t] = feedback * LP(l)[t - loop_delay]``; returns (2, n).
+
+    State as in :func:`_feedback_delay`: ``ring_l`` holds filtered right repeats on their way to
+    the left, ``ring_r`` filtered left repeats on their way to the right, ``z`` (4,) both
+    low-passes' states.
+    """
     n = x.shape[0]
     b0, b1, b2, a1, a2 = coefs[0], coefs[1], coefs[2], coefs[3], coefs[4]
-    y = np.zeros((2, n))
-    ring_l = np.zeros(loop_delay)  # filtered right repeats, on their way to the left
-    ring_r = np.zeros(loop_delay)  # filtered left repeats, on their way to the right
-    zl1 = 0.0
-    zl2 = 0.0
-    zr1 = 0.0
-    zr2 = 0.0
-    pos = 0
+    delay = xring.shape[0]
+    loop_delay = ring_l.shape[0]
+    y = np.empty((2, n))
+    zl1 = z[0]
+    zl2 = z[1]
+    zr1 = z[2]
+    zr2 = z[3]
     for t in range(n):
-        vl = feedback * ring_l[pos]
-        if t >= delay:
-            vl += x[t - delay]
+        vl = feedback * ring_l[pos] + xring[xpos]
+        xring[xpos] = x[t]
+        xpos += 1
+        if xpos == delay:
+            xpos = 0
         vr = feedback * ring_r[pos]
         y[0, t] = vl
         y[1, t] = vr
@@ -138,7 +169,63 @@ def _pingpong_delay(
         pos += 1
         if pos == loop_delay:
             pos = 0
+    z[0] = zl1
+    z[1] = zl2
+    z[2] = zr1
+    z[3] = zr2
     return y
+
+
+class _DelayLines:
+    """The delay's state between blocks: input history, loop rings, filter states."""
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        delay: int,
+        loop_delay: int,
+        feedback: float,
+        coefs: np.ndarray,
+        pingpong: bool,
+        mix: float,
+    ) -> None:
+        self.pingpong = pingpong and channels == 2
+        lines = 1 if self.pingpong else channels
+        self.xring = np.zeros((lines, delay))
+        self.rings = np.zeros((2 if self.pingpong else lines, loop_delay))
+        self.z = np.zeros((lines, 4))
+        self.xpos = 0
+        self.pos = 0
+        self.feedback = feedback
+        self.coefs = coefs
+        self.mix = mix
+
+    def repeats(self, x: np.ndarray) -> np.ndarray:
+        """The wet signal for the next block of ``x`` (channels, n) float64."""
+        n = x.shape[1]
+        if self.pingpong:
+            mono = 0.5 * (x[0] + x[1])
+            wet = _pingpong_delay(
+                mono, self.xring[0], self.rings[0], self.rings[1], self.z[0],
+                self.xpos, self.pos, self.feedback, self.coefs,
+            )  # fmt: skip
+        else:
+            wet = np.empty(x.shape)
+            for c in range(x.shape[0]):
+                wet[c] = _feedback_delay(
+                    np.ascontiguousarray(x[c]), self.xring[c], self.rings[c], self.z[c],
+                    self.xpos, self.pos, self.feedback, self.coefs,
+                )  # fmt: skip
+        self.xpos = (self.xpos + n) % self.xring.shape[1]
+        self.pos = (self.pos + n) % self.rings.shape[1]
+        return wet
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        wet = self.repeats(x)
+        wet *= self.mix
+        wet += x
+        return wet
 
 
 class TempoDelay(Processor):
@@ -204,6 +291,19 @@ class TempoDelay(Processor):
         """True when the wet level is 0 (the input is returned unchanged)."""
         return self.mix_pct == 0.0
 
+    def _lines(self, sample_rate: int, channels: int) -> _DelayLines:
+        delay = self.delay_samples(sample_rate)
+        coefs = lowpass_coefficients(freq_hz=self.highcut_hz, sample_rate=sample_rate)
+        return _DelayLines(
+            channels,
+            delay=delay,
+            loop_delay=max(1, delay - int(round(group_delay_at_dc(coefs)))),
+            feedback=self.feedback_pct / 100.0,
+            coefs=coefs,
+            pingpong=self.is_pingpong,
+            mix=self.mix_pct / 100.0,
+        )
+
     def repeats(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """The wet signal alone (all repeats, not scaled by ``mix_pct``).
 
@@ -218,25 +318,13 @@ class TempoDelay(Processor):
         """
         x = check_processor_input(audio)
         sr = check_sample_rate(sample_rate)
-        delay = self.delay_samples(sr)
-        coefs = lowpass_coefficients(freq_hz=self.highcut_hz, sample_rate=sr)
-        loop_delay = max(1, delay - int(round(group_delay_at_dc(coefs))))
-        feedback = self.feedback_pct / 100.0
-        if self.is_pingpong and x.shape[0] == 2:
-            return _pingpong_delay(0.5 * (x[0] + x[1]), delay, loop_delay, feedback, coefs)
+        return self._lines(sr, x.shape[0]).repeats(x)
 
-        def line(channel: np.ndarray) -> np.ndarray:
-            return _feedback_delay(
-                np.ascontiguousarray(channel), delay, loop_delay, feedback, coefs
-            )
-
-        workers = min(x.shape[0], numba.get_num_threads())
-        if workers == 1:
-            return np.stack([line(ch) for ch in x])
-        with ThreadPoolExecutor(max_workers=workers) as pool:  # the kernel releases the GIL
-            return np.stack(list(pool.map(line, x)))
+    def stream(self, sample_rate: int, channels: int) -> _DelayLines:
+        """Block by block, exactly as one pass: the delay lines and filter states carry over."""
+        return self._lines(check_sample_rate(sample_rate), channels)
 
     def _process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         if self.is_bypass:
             return audio
-        return audio + (self.mix_pct / 100.0) * self.repeats(audio, sample_rate)
+        return self._lines(sample_rate, audio.shape[0])(audio)

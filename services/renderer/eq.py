@@ -1,9 +1,13 @@
 """Six-band parametric EQ: high-pass, low shelf, three peaking bells, high shelf.
 
 Every band is a biquad from Robert Bristow-Johnson's *Audio EQ Cookbook*; the active bands are
-stacked into one second-order-sections cascade and run with :func:`scipy.signal.sosfilt` in
-float64. Corner and centre frequencies are clamped below ``0.45 * sample_rate`` (so 8 kHz audio
-works with every valid parameter set), bands at 0 dB gain are skipped and the high-pass at the
+stacked into one second-order-sections cascade and run in float64 by the numba kernel
+:func:`services.renderer.filters.sos_pass` (bit-identical to :func:`scipy.signal.sosfilt`, about
+three times faster). For block processing the EQ needs the cascade's settle time of history
+(:meth:`ParametricEQ.context`): its impulse response has decayed below 1e-12 by then.
+
+Corner and centre frequencies are clamped below ``0.45 * sample_rate`` (so 8 kHz audio works
+with every valid parameter set), bands at 0 dB gain are skipped and the high-pass at the
 bottom of its range (20 Hz) is off, so the neutral parameter set is an exact bypass.
 """
 
@@ -13,10 +17,11 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
-from scipy.signal import sosfilt, sosfreqz
+from scipy.signal import sosfreqz
 
 from services.common.params import BY_NAME, neutral, prefixed_kwargs
-from services.renderer.processor import Parameter, Processor
+from services.renderer.filters import settle_frames, sos_pass
+from services.renderer.processor import Context, Parameter, Processor
 
 #: Corner and centre frequencies are clamped to this fraction of the sample rate.
 MAX_FREQ_FRACTION = 0.45
@@ -261,8 +266,15 @@ class ParametricEQ(Processor):
     def _parameters_changed(self) -> None:
         self._sos_cache.clear()
 
+    def context(self, sample_rate: int) -> Context:
+        """History: the cascade's settle time (causal, no look-ahead)."""
+        sos = self.sos(sample_rate)
+        return Context(history=settle_frames(sos) if len(sos) else 0)
+
     def _process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         sos = self.sos(sample_rate)
         if len(sos) == 0:
             return audio
-        return sosfilt(sos, audio, axis=-1)
+        buf = np.array(audio, dtype=np.float64, order="C")
+        sos_pass(sos, buf)
+        return buf

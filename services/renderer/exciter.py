@@ -25,6 +25,9 @@
 The four filter passes and the saturator run as numba kernels plus numpy's vectorised ``tanh``;
 the drive is folded into the first pass and ``1 / drive`` into the mix gain.
 
+Block processing: each zero-phase filter reads its settle time (impulse response below 1e-12)
+back and ahead, so :meth:`Exciter.context` asks for twice that on each side.
+
 ``mix_pct = 0`` (the default) is an exact bypass. No oversampling: harmonics above Nyquist fold
 back (into the band, which is kept; folded content below the corner is removed like the rest).
 """
@@ -41,6 +44,7 @@ from scipy.signal import butter, sosfreqz
 from services.common.params import neutral, prefixed_kwargs
 from services.renderer.filters import settle_frames, sos_pass
 from services.renderer.processor import (
+    Context,
     Parameter,
     Processor,
     check_processor_input,
@@ -260,6 +264,12 @@ class Exciter(Processor):
         if x.shape[1] == 0:
             return out
         return self._render(x, sr, dry_gain=0.0, gain=1.0, out=out)
+
+    def context(self, sample_rate: int) -> Context:
+        """Two zero-phase filters around the saturator: each reads its settle time back and
+        ahead, so the output depends on twice that on each side."""
+        reach = 2 * settle_frames(self.band_sos(sample_rate))
+        return Context(history=reach, lookahead=reach)
 
     def reset(self) -> None:
         self._sos_cache.clear()

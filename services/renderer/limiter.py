@@ -4,10 +4,11 @@ How the gain is found, per sample ``n`` (all channels share one gain, so the ima
 
 1. **Peak estimate.** The signal is oversampled 4x with the polyphase FIR of
    :func:`scipy.signal.resample_poly` (the interpolator :mod:`services.common.loudness`
-   measures true peak with), evaluated by a parallel numba kernel that never materialises the
-   4x signal; the peak near sample ``n`` is the largest oversampled magnitude on either side of
-   it, across channels. The envelope scales with a gain, so a caller that limits one signal at
-   several gains (the loudness loop) computes it once and passes ``envelope`` and ``gain``.
+   measures true peak with), evaluated by a numba kernel (GIL released) that never
+   materialises the 4x signal; the peak near sample ``n`` is the largest oversampled
+   magnitude on either side of it, across channels. The envelope scales with a gain, so a
+   caller that limits one signal at several gains (the loudness loop) computes it once and
+   passes ``envelope`` and ``gain``.
 2. **Required gain** ``min(1, ceiling / peak)``.
 3. **Look-ahead.** A running minimum over the next ``lookahead`` samples, then a moving average
    over the previous ``lookahead`` samples: the gain ramps down linearly and reaches the

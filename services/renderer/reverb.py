@@ -26,7 +26,9 @@ IR is cut 90 dB down (1.5 x the longest band RT60 after the tail onset).
 
 The IR is deterministic (a fixed random seed per style), so renders are reproducible; it is
 cached per (style, decay, damping, pre-delay, sample rate). The audio is convolved with it by a
-float32 FFT overlap-add (``scipy.fft``, ``numba.get_num_threads()`` workers). Input channel ``c``
+float32 FFT overlap-add (``scipy.fft``, ``numba.get_num_threads()`` workers); a long file is
+convolved block by block (:meth:`Reverb.stream`), each block's tail carried into the next, with
+exactly the one-pass result. Input channel ``c``
 uses IR channel ``c % 2``: stereo in gives decorrelated left and right tails, mono in gives a
 mono wet signal (the left IR). The dry signal is kept at unity and the wet signal is added at
 ``reverb_mix_pct / 100``; the output has the input's length, so the tail past the end of the
@@ -336,6 +338,43 @@ def _impulse_response(
     return out
 
 
+def _fft_size(frames: int, taps: int, block_factor: int = 3) -> int:
+    """Overlap-add FFT size: blocks of about ``block_factor`` IR lengths (at least 32768
+    frames), never more than the signal needs."""
+    return sp_fft.next_fast_len(
+        min(frames, max(block_factor * taps, 1 << 15)) + taps - 1, real=True
+    )
+
+
+def _full_convolve(
+    x: np.ndarray, h_spec: np.ndarray, nfft: int, taps: int, workers: int
+) -> np.ndarray:
+    """Full linear convolution (``frames + taps - 1``) of each channel of ``x`` with the IR whose
+    ``nfft``-point spectrum is ``h_spec`` (channels, nfft // 2 + 1): float32 overlap-add, all
+    blocks transformed at once."""
+    channels, n = x.shape
+    block = nfft - taps + 1  # >= taps - 1 whenever there is more than one block (_fft_size)
+    n_blocks = -(-n // block)
+    full = n // block
+    frames = np.empty((channels, n_blocks, nfft), dtype=np.float32)
+    frames[:, :full, :block] = x[:, : full * block].reshape(channels, full, block)
+    if full < n_blocks:
+        frames[:, full, : n - full * block] = x[:, full * block :]
+        frames[:, full, n - full * block :] = 0.0
+    frames[:, :full, block:] = 0.0
+    spec = sp_fft.rfft(frames, axis=-1, workers=workers, overwrite_x=True)
+    del frames
+    spec *= h_spec[:, np.newaxis, :]
+    y = sp_fft.irfft(spec, nfft, axis=-1, workers=workers, overwrite_x=True)
+    del spec
+    if n_blocks > 1:  # a block's tail only reaches the next block
+        y[:, 1:, : taps - 1] += y[:, :-1, block:]
+    out = np.empty((channels, n_blocks * block + taps - 1), dtype=np.float32)
+    out[:, : n_blocks * block] = y[:, :, :block].reshape(channels, n_blocks * block)
+    out[:, n_blocks * block :] = y[:, -1, block:]
+    return out[:, : n + taps - 1]
+
+
 def fft_convolve(
     audio: np.ndarray, ir: np.ndarray, *, workers: int | None = None, block_factor: int = 3
 ) -> np.ndarray:
@@ -355,32 +394,40 @@ def fft_convolve(
     np.ndarray, shape (channels, frames), float32
     """
     x = np.asarray(audio)
-    channels, n = x.shape
+    n = x.shape[1]
     h = np.asarray(ir, dtype=np.float32)[:, :n]  # later taps never reach the output
     m = h.shape[1]
     w = numba.get_num_threads() if workers is None else workers
-    nfft = sp_fft.next_fast_len(min(n, max(block_factor * m, 1 << 15)) + m - 1, real=True)
-    block = nfft - m + 1
-    n_blocks = -(-n // block)
-    full = n // block
-    frames = np.empty((channels, n_blocks, nfft), dtype=np.float32)
-    frames[:, :full, :block] = x[:, : full * block].reshape(channels, full, block)
-    if full < n_blocks:
-        frames[:, full, : n - full * block] = x[:, full * block :]
-        frames[:, full, n - full * block :] = 0.0
-    frames[:, :full, block:] = 0.0
-    spec = sp_fft.rfft(frames, axis=-1, workers=w, overwrite_x=True)
-    del frames
-    spec *= sp_fft.rfft(h, nfft, axis=-1, workers=w)[:, np.newaxis, :]
-    y = sp_fft.irfft(spec, nfft, axis=-1, workers=w, overwrite_x=True)
-    del spec
-    if n_blocks > 1:  # block >= taps - 1, so a block's tail only reaches the next block
-        y[:, 1:, : m - 1] += y[:, :-1, block:]
-    out = np.empty((channels, n), dtype=np.float32)
-    out[:, : full * block] = y[:, :full, :block].reshape(channels, full * block)
-    if full < n_blocks:
-        out[:, full * block :] = y[:, full, : n - full * block]
-    return out
+    nfft = _fft_size(n, m, block_factor)
+    h_spec = sp_fft.rfft(h, nfft, axis=-1, workers=w)
+    return _full_convolve(x, h_spec, nfft, m, w)[:, :n]
+
+
+class _ConvolutionStream:
+    """Block-by-block convolution reverb: each block's full convolution is added to the tail
+    the earlier blocks left (overlap-add across calls), so the output equals one pass."""
+
+    def __init__(self, ir: np.ndarray, mix: float) -> None:
+        self.ir = ir
+        self.taps = ir.shape[1]
+        self.mix = np.float32(mix)
+        self.tail = np.zeros((ir.shape[0], self.taps - 1), dtype=np.float32)
+        self.spectra: dict[int, np.ndarray] = {}  # IR spectrum per FFT size
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[1]
+        w = numba.get_num_threads()
+        nfft = _fft_size(n, self.taps)
+        h_spec = self.spectra.get(nfft)
+        if h_spec is None:
+            h_spec = self.spectra[nfft] = sp_fft.rfft(self.ir, nfft, axis=-1, workers=w)
+        wet = _full_convolve(x, h_spec, nfft, self.taps, w)
+        wet[:, : self.taps - 1] += self.tail
+        self.tail = wet[:, n:].copy()
+        out = wet[:, :n]
+        out *= self.mix
+        out += x
+        return out
 
 
 class Reverb(Processor):
@@ -451,6 +498,11 @@ class Reverb(Processor):
     def _parameters_changed(self) -> None:
         if hasattr(self, "_ir_cache"):
             self._ir_cache.clear()
+
+    def stream(self, sample_rate: int, channels: int) -> _ConvolutionStream:
+        """Block by block, exactly as one pass: the tail each block leaves carries over."""
+        ir = self.impulse_response(sample_rate)
+        return _ConvolutionStream(ir[np.arange(channels) % 2], self.mix_pct / 100.0)
 
     def _process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         if self.is_bypass:

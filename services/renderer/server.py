@@ -15,9 +15,10 @@ SERVICE_NAME = "mixpilot.v1.Renderer"
 
 
 class RendererServicer(pb_grpc.RendererServicer):
-    def __init__(self, *, blobs: BlobStore, max_duration_s: float) -> None:
+    def __init__(self, *, blobs: BlobStore, max_duration_s: float, workers: int = 0) -> None:
         self.blobs = blobs
         self.max_duration_s = max_duration_s
+        self.workers = workers
 
     @map_errors
     def Render(  # noqa: N802 - gRPC method name
@@ -27,6 +28,7 @@ class RendererServicer(pb_grpc.RendererServicer):
             request.job,
             blobs=self.blobs,
             max_duration_s=self.max_duration_s,
+            workers=self.workers,
             extra=list(request.extra),
         )
         return pb.RenderResponse(job=job)

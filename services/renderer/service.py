@@ -12,11 +12,12 @@ from services.renderer.stage import render_job
 
 def parts(settings: Settings, blobs: BlobStore) -> StageParts:
     limit = settings.max_duration_s
+    workers = settings.render_workers
     return StageParts(
         role="renderer",
         service_name=SERVICE_NAME,
         port=settings.renderer_port,
-        register=register(RendererServicer(blobs=blobs, max_duration_s=limit)),
-        handler=lambda job: render_job(job, blobs=blobs, max_duration_s=limit),
+        register=register(RendererServicer(blobs=blobs, max_duration_s=limit, workers=workers)),
+        handler=lambda job: render_job(job, blobs=blobs, max_duration_s=limit, workers=workers),
         warm_up=warm_up,
     )

@@ -22,10 +22,14 @@ def render_job(
     *,
     blobs: BlobStore,
     max_duration_s: float,
+    workers: int = 0,
     extra: Sequence[pb.MixParams] = (),
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> pb.JobEnvelope:
-    """Return a copy of ``job`` with ``outputs``, ``report`` and ``timings_s['render_s']``."""
+    """Return a copy of ``job`` with ``outputs``, ``report`` and ``timings_s['render_s']``.
+
+    ``workers`` versions render at once (0: one per available CPU); each is encoded and stored
+    as soon as it is done, and its audio let go."""
     if not job.input.uri or not job.predictions:
         raise InvalidMessageError("job envelope reached the renderer without predictions")
     clock = Stopwatch()
@@ -41,6 +45,7 @@ def render_job(
         ceiling_dbtp=job.options.true_peak_ceiling_dbtp,
         tempo_bpm=job.analysis.tempo_bpm or DEFAULT_TEMPO_BPM,
         intensity_pct=intensity_of(job.options),
+        workers=workers,
         on_progress=on_progress,
     )
     out = pb.JobEnvelope()

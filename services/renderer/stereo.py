@@ -19,6 +19,10 @@ touched, so the mono fold-down ``(L + R) / 2`` of the output is the input's (to 
 ``width = 1`` with ``bass_mono_hz = 20`` is an exact bypass; audio that is not two-channel
 (mono) is returned unchanged.
 
+Block processing (:meth:`StereoEnhancer.context`): the high-pass reads its settle time back and
+ahead, the guard about 72 hops (window, smoothing, knots) each way, on its hop grid. The
+correlation guarantee then holds for every window of the file, across block boundaries.
+
 The zero-phase filtering helpers here (:func:`sos_pass`, :func:`forward_backward_sosfilt`,
 :func:`zero_phase_sosfilt`, :func:`settle_frames`) are numba kernels bit-identical to
 :func:`scipy.signal.sosfilt` and about three times faster; the exciter uses them too.
@@ -40,6 +44,7 @@ from services.renderer.filters import (
     settle_frames,
 )
 from services.renderer.processor import (
+    Context,
     Parameter,
     Processor,
     check_processor_input,
@@ -338,6 +343,19 @@ class StereoEnhancer(Processor):
             raise ValueError(f"the side gain needs a (2, frames) stereo pair, got {x.shape}")
         knots = self._knots(x, self._side(x, sr), sr)
         return _expand_knots(knots, guard_hop_frames(sr), x.shape[1])
+
+    def context(self, sample_rate: int) -> Context:
+        """The side high-pass is zero-phase (its settle time back and ahead); the guard's knot
+        at a hop reads the energies of the windows through it, smoothed over
+        ``GUARD_SMOOTH_HOPS`` hops each way twice, plus one hop for the knots between hops;
+        its hops must line up with the whole buffer's (grid)."""
+        sr = check_sample_rate(sample_rate)
+        sos = self.side_highpass_sos(sr)
+        settle = settle_frames(sos) if len(sos) else 0
+        hop = guard_hop_frames(sr)
+        guard = (GUARD_WINDOW_HOPS + 2 * GUARD_SMOOTH_HOPS + 2) * hop if self.width > 1.0 else 0
+        reach = settle + guard
+        return Context(history=reach, lookahead=reach, grid=hop)
 
     def reset(self) -> None:
         self._sos_cache.clear()

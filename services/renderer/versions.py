@@ -1,10 +1,19 @@
 """Which versions a job gets, and rendering them all: ``original`` (neutral parameters, so only
-loudness-matched and peak-safe) first, then every predicted parameter set."""
+loudness-matched and peak-safe) first, then every predicted parameter set.
+
+Versions render concurrently, one per thread (the kernels release the GIL), at most
+``workers`` at a time, and are handed to the caller one by one in order as they finish, so the
+caller can encode and store each and let its audio go: a job holds the input, the renders in
+flight and nothing else.
+"""
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +46,14 @@ def version_sets(
     return sets
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, as a container's cpuset sets it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def render_versions(
     audio: np.ndarray,
     sample_rate: int,
@@ -46,12 +63,24 @@ def render_versions(
     ceiling_dbtp: float,
     tempo_bpm: float,
     intensity_pct: float = 100.0,
+    workers: int = 0,
     on_progress: Callable[[str, int, int], None] | None = None,
-) -> list[RenderedAudio]:
-    """Render each ``(name, params)``; ``on_progress(name, done, total)`` after each. The
-    intensity control scales every set (``original``'s neutral set stays neutral)."""
-    out = []
-    for i, (name, params) in enumerate(sets):
+) -> Iterator[RenderedAudio]:
+    """Render each ``(name, params)``, yielding the results in the order of ``sets``.
+
+    Parameters
+    ----------
+    workers : int
+        Versions rendered at once; 0 means :func:`available_cpus`.
+    on_progress : callable, optional
+        ``on_progress(name, done, total)`` as each version is handed over.
+
+    The intensity control scales every set (``original``'s neutral set stays neutral). Closing
+    the iterator early cancels the renders not yet started.
+    """
+    n_workers = min(len(sets), workers or available_cpus()) or 1
+
+    def one(name: str, params: Mapping[str, float]) -> RenderedAudio:
         start = time.perf_counter()
         result = render_version(
             audio,
@@ -62,10 +91,35 @@ def render_versions(
             tempo_bpm=tempo_bpm,
             intensity_pct=intensity_pct,
         )
-        out.append(RenderedAudio(name, result.params, result, time.perf_counter() - start))
-        if on_progress is not None:
-            on_progress(name, i + 1, len(sets))
-    return out
+        return RenderedAudio(name, result.params, result, time.perf_counter() - start)
+
+    if n_workers == 1:
+        for i, (name, params) in enumerate(sets):
+            rendered = one(name, params)
+            if on_progress is not None:
+                on_progress(name, i + 1, len(sets))
+            yield rendered
+        return
+    pool = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="render")
+    pending: deque[Future[RenderedAudio]] = deque()
+    todo = iter(sets)
+    try:
+        for name, params in todo:
+            pending.append(pool.submit(one, name, params))
+            if len(pending) == n_workers:
+                break
+        done = 0
+        while pending:
+            rendered = pending.popleft().result()
+            nxt = next(todo, None)  # keep `n_workers` renders in flight, no more
+            if nxt is not None:
+                pending.append(pool.submit(one, *nxt))
+            done += 1
+            if on_progress is not None:
+                on_progress(rendered.name, done, len(sets))
+            yield rendered
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def rendered_message(

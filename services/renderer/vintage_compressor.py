@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import numba
 import numpy as np
@@ -38,6 +39,8 @@ from scipy.signal import firwin
 from services.common.params import neutral, prefixed_kwargs
 from services.renderer.compressor import time_constant_coef
 from services.renderer.processor import (
+    SETTLE_TIME_CONSTANTS,
+    Context,
     Parameter,
     Processor,
     check_processor_input,
@@ -77,10 +80,10 @@ DC_BLOCK_HZ = 5.0
 
 #: Half-length of the oversampling FIR, in base-rate samples on each side.
 _FIR_REACH = 8
-#: Base-rate samples per parallel block of the saturation kernel and the detector.
+#: Base-rate samples per block of the saturation kernel (each block oversamples its own span).
 _BLOCK = 2048
-#: Frames per parallel block of the RMS detector (at least four warm-up lengths).
-_DETECTOR_BLOCK = 65536
+#: Time constants the RMS detector's mean square needs to forget its start.
+_RMS_WARMUP_TIME_CONSTANTS = 40.0
 #: The opto memory is updated once every this many samples.
 _CONTROL_STEP = 32
 
@@ -144,60 +147,33 @@ def vintage_gain_reduction_db(
     return _curve_array(x.ravel(), float(threshold_db), float(ratio)).reshape(x.shape)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _static_target(
-    x: np.ndarray, rms_coef: float, warmup: int, threshold_db: float, ratio: float
+    x: np.ndarray, rms_coef: float, threshold_db: float, ratio: float
 ) -> np.ndarray:  # pragma: no cover - numba
     """RMS detector and static curve: the unsmoothed gain reduction per frame.
 
-    Each channel's square is smoothed by a one-pole filter (coefficient ``rms_coef``); the
-    louder channel's mean square is read as the sine-referenced level
-    ``10 log10(2 * mean square)`` and turned into a reduction by the static curve.
-
-    Blocks run in parallel; each starts its filters from zero ``warmup`` samples early. With
-    ``warmup`` 40 time constants the start-up error is below ``exp(-40)``: the result is the
-    serial filter's to double precision.
+    Each channel's square is smoothed by a one-pole filter (coefficient ``rms_coef``, from
+    zero at the start of ``x``); the louder channel's mean square is read as the
+    sine-referenced level ``10 log10(2 * mean square)`` and turned into a reduction by the
+    static curve.
     """
     channels, frames = x.shape
     out = np.empty(frames)
     # Below the knee the reduction is 0: compare powers, skip the logarithm.
     lowest = 0.5 * 10.0 ** ((threshold_db - KNEE_DB / 2.0) / 10.0)
     db_per_neper = 10.0 / math.log(10.0)
-    size = max(_DETECTOR_BLOCK, 4 * warmup)
-    blocks = (frames + size - 1) // size
-    for b in numba.prange(blocks):
-        start = b * size
-        stop = min(frames, start + size)
-        first = max(0, start - warmup)
-        # The louder channel's mean square, into `out`.
-        if channels == 2:
-            # Stereo, the common case, with the state in registers.
-            left = 0.0
-            right = 0.0
-            for i in range(first, stop):
-                sl = x[0, i]
-                sr = x[1, i]
-                left = rms_coef * left + (1.0 - rms_coef) * sl * sl
-                right = rms_coef * right + (1.0 - rms_coef) * sr * sr
-                if i >= start:
-                    out[i] = max(left, right)
+    ms = np.zeros(channels)
+    for i in range(frames):
+        loudest = 0.0
+        for c in range(channels):
+            s = x[c, i]
+            ms[c] = rms_coef * ms[c] + (1.0 - rms_coef) * s * s
+            loudest = max(loudest, ms[c])
+        if loudest > lowest:
+            out[i] = _curve(db_per_neper * math.log(2.0 * loudest), threshold_db, ratio)
         else:
-            ms = np.zeros(channels)
-            for i in range(first, stop):
-                loudest = 0.0
-                for c in range(channels):
-                    s = x[c, i]
-                    ms[c] = rms_coef * ms[c] + (1.0 - rms_coef) * s * s
-                    loudest = max(loudest, ms[c])
-                if i >= start:
-                    out[i] = loudest
-        for i in range(start, stop):
-            p = out[i]
-            if p > lowest:
-                level_db = db_per_neper * math.log(2.0 * p)
-                out[i] = _curve(level_db, threshold_db, ratio)
-            else:
-                out[i] = 0.0
+            out[i] = 0.0
     return out
 
 
@@ -209,6 +185,10 @@ def _opto_ballistics(
     slow_coef: float,
     charge_coef: float,
     discharge_coef: float,
+    state: np.ndarray,
+    begin: int,
+    save_at: int,
+    saved: np.ndarray,
 ) -> np.ndarray:  # pragma: no cover - numba
     """Smooth a static gain reduction (dB, >= 0) with opto-like, program-dependent release.
 
@@ -219,16 +199,25 @@ def _opto_ballistics(
     constant. The memory charges towards ``min(1, reduction / MEMORY_DEPTH_DB)`` and discharges
     with the slow release; it moves slowly (a second or more), so it is updated once every
     ``_CONTROL_STEP`` samples (``charge_coef`` and ``discharge_coef`` are per step).
+
+    Runs from frame ``begin`` (a multiple of ``_CONTROL_STEP``; earlier frames are left 0) with
+    ``state = [fast, slow, memory, smoothed]``; the state before frame ``save_at`` (a multiple
+    of ``_CONTROL_STEP`` up to the length, or -1 for none) is copied into ``saved``.
     """
     frames = target.shape[0]
-    out = np.empty_like(target)
-    fast = 0.0
-    slow = 0.0
-    memory = 0.0
-    state = 0.0
+    out = np.zeros_like(target)
+    fast = state[0]
+    slow = state[1]
+    memory = state[2]
+    smoothed = state[3]
     inv_depth = 1.0 / MEMORY_DEPTH_DB
-    for start in range(0, frames, _CONTROL_STEP):
-        depth = min(state * inv_depth, 1.0)
+    for start in range(begin, frames, _CONTROL_STEP):
+        if start == save_at:
+            saved[0] = fast
+            saved[1] = slow
+            saved[2] = memory
+            saved[3] = smoothed
+        depth = min(smoothed * inv_depth, 1.0)
         coef = charge_coef if depth > memory else discharge_coef
         memory = coef * memory + (1.0 - coef) * depth
         share = SLOW_SHARE_MAX * memory
@@ -242,20 +231,25 @@ def _opto_ballistics(
             else:
                 fast = fast_coef * fast + to_fast * x
                 slow = slow_coef * slow + to_slow * x
-            state = attack_coef * state + (1.0 - attack_coef) * (fast + slow)
-            out[i] = state
+            smoothed = attack_coef * smoothed + (1.0 - attack_coef) * (fast + slow)
+            out[i] = smoothed
+    if save_at >= frames:
+        saved[0] = fast
+        saved[1] = slow
+        saved[2] = memory
+        saved[3] = smoothed
     return out
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _add_dc_blocked(
     x: np.ndarray, distortion: np.ndarray, pole: float
 ) -> np.ndarray:  # pragma: no cover - numba
     """``x`` plus the distortion through a DC blocker (a zero at DC, a pole at ``pole``,
-    unity gain at Nyquist), in place in ``distortion``; the channels run in parallel."""
+    unity gain at Nyquist), in place in ``distortion``."""
     channels, frames = x.shape
     gain = 0.5 * (1.0 + pole)
-    for c in numba.prange(channels):
+    for c in range(channels):
         previous = 0.0
         state = 0.0
         for i in range(frames):
@@ -298,7 +292,7 @@ def _oversampling_taps() -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def _distortion_kernel(
     x: np.ndarray,
     up: np.ndarray,
@@ -311,11 +305,11 @@ def _distortion_kernel(
     """The waveshaper's distortion, ``out_gain * shape(drive * v) - v``, computed on the 4x
     oversampled signal ``v`` and decimated back: float64 ``(channels, frames)`` like ``x``.
 
-    Blocks of ``_BLOCK`` output samples run in parallel; each builds the oversampled distortion
-    it needs (plus the filter's reach on each side), one row per phase, so every inner loop
-    runs along time and vectorises. The arithmetic is float32 (the taps ``up`` and ``down``
-    too): the distortion's rounding error stays near float32 resolution of the signal, which
-    is what the output has anyway.
+    Blocks of ``_BLOCK`` output samples run one after another; each builds the oversampled
+    distortion it needs (plus the filter's reach on each side), one row per phase, so every
+    inner loop runs along time and vectorises. The arithmetic is float32 (the taps ``up`` and
+    ``down`` too): the distortion's rounding error stays near float32 resolution of the
+    signal, which is what the output has anyway.
     """
     channels, frames = x.shape
     n_phases, width = up.shape
@@ -327,7 +321,7 @@ def _distortion_kernel(
     g_even = np.float32(out_gain * even)
     g_even_amount = np.float32(out_gain * even * amount)
     k = np.float32(drive)
-    for job in numba.prange(channels * blocks):
+    for job in range(channels * blocks):
         c = job // blocks
         n0 = (job % blocks) * _BLOCK
         n1 = min(frames, n0 + _BLOCK)
@@ -472,14 +466,22 @@ class VintageCompressor(Processor):
             return np.zeros(x.shape[1])
         return self._gain_reduction(x, sr)
 
-    def _gain_reduction(self, x: np.ndarray, sr: int) -> np.ndarray:
-        rms_ms = min(RMS_MS, RMS_ATTACK_FRACTION * self.attack_ms)
+    def _rms_ms(self) -> float:
+        return min(RMS_MS, RMS_ATTACK_FRACTION * self.attack_ms)
+
+    def _gain_reduction(
+        self,
+        x: np.ndarray,
+        sr: int,
+        *,
+        begin: int = 0,
+        state: np.ndarray | None = None,
+        save_at: int = -1,
+        saved: np.ndarray | None = None,
+    ) -> np.ndarray:
+        rms_ms = self._rms_ms()
         target = _static_target(
-            np.ascontiguousarray(x),
-            time_constant_coef(rms_ms, sr),
-            math.ceil(40.0 * rms_ms * 1e-3 * sr),
-            self.threshold_db,
-            self.ratio,
+            np.ascontiguousarray(x), time_constant_coef(rms_ms, sr), self.threshold_db, self.ratio
         )
         slow_ms = SLOW_RELEASE_FACTOR * self.release_ms
         return _opto_ballistics(
@@ -489,7 +491,36 @@ class VintageCompressor(Processor):
             time_constant_coef(slow_ms, sr),
             time_constant_coef(MEMORY_CHARGE_MS, sr) ** _CONTROL_STEP,
             time_constant_coef(slow_ms, sr) ** _CONTROL_STEP,
+            np.zeros(4) if state is None else state,
+            begin,
+            save_at,
+            np.zeros(4) if saved is None else saved,
         )
+
+    def context(self, sample_rate: int) -> Context:
+        """History: the RMS detector's warm-up, the oversampling filters' reach and the DC
+        blocker's settle time (the opto release and memory carry over between blocks, see
+        :meth:`resumable`); look-ahead: the oversampling filters' reach; grid: the opto
+        memory's control step."""
+        sr = check_sample_rate(sample_rate)
+        history = self._saturation_history(sr)
+        if self.ratio != 1.0:
+            history += math.ceil(_RMS_WARMUP_TIME_CONSTANTS * self._rms_ms() * 1e-3 * sr)
+        lookahead = 2 * _FIR_REACH if self.drive_db != 0.0 else 0
+        return Context(history=history, lookahead=lookahead, grid=_CONTROL_STEP)
+
+    def _saturation_history(self, sr: int) -> int:
+        """Frames of gained signal the saturation stage needs before a block (oversampling
+        filters' reach and the DC blocker's settle time), on the control-step grid."""
+        if self.drive_db == 0.0:
+            return 0
+        dc_tau = sr / (2.0 * math.pi * DC_BLOCK_HZ)
+        frames = 2 * _FIR_REACH + math.ceil(SETTLE_TIME_CONSTANTS * dc_tau)
+        return -(-frames // _CONTROL_STEP) * _CONTROL_STEP
+
+    def resumable(self, sample_rate: int, channels: int) -> _Resumable:
+        """Block processing with the opto ballistics' state carried over."""
+        return _Resumable(self, check_sample_rate(sample_rate))
 
     def saturate(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """The saturation stage alone (what follows the gain in :meth:`process`).
@@ -528,10 +559,55 @@ class VintageCompressor(Processor):
     def _process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         if self.is_bypass:
             return audio
+        return self._render(audio, sample_rate, self._gain_reduction)
+
+    def _render(self, audio: np.ndarray, sample_rate: int, gain_reduction: Any) -> np.ndarray:
         y = audio
         if self.ratio != 1.0:
-            gr = self._gain_reduction(audio, sample_rate)
+            gr = gain_reduction(audio, sample_rate)
             y = audio * np.exp(gr * (-math.log(10.0) / 20.0))[np.newaxis, :]
         if self.drive_db != 0.0:
             y = self._saturate(y, sample_rate)
+        return y
+
+
+class _Resumable:
+    """The vintage compressor over overlapping block extents, the opto ballistics' state saved
+    at the frame where the next extent's kept part starts."""
+
+    def __init__(self, compressor: VintageCompressor, sample_rate: int) -> None:
+        self.compressor = compressor
+        self.sample_rate = sample_rate
+        self.saved = np.zeros(4)
+        self.saved_at = 0
+
+    def __call__(self, x: np.ndarray, lo: int, kept_from: int, save_at: int | None) -> np.ndarray:
+        comp = self.compressor
+        # The saturation after the gain needs correctly gained signal before `kept_from`: the
+        # ballistics resume that much earlier (its history is in the context, on the grid).
+        offset = comp._saturation_history(self.sample_rate)
+        resume = kept_from - offset
+        state = None
+        if resume > 0:
+            if resume != self.saved_at:
+                raise AssertionError(f"resumed at {resume}, state saved at {self.saved_at}")
+            state = self.saved.copy()
+        else:
+            resume = 0  # the start-up state; the extent starts the file then (lo = 0)
+        save = None if save_at is None or save_at - offset <= 0 else save_at - offset
+        saved = np.zeros(4)
+
+        def gain_reduction(audio: np.ndarray, sr: int) -> np.ndarray:
+            return comp._gain_reduction(
+                audio,
+                sr,
+                begin=resume - lo,
+                state=state,
+                save_at=-1 if save is None else save - lo,
+                saved=saved,
+            )
+
+        y = comp._render(x, self.sample_rate, gain_reduction)
+        if save is not None:
+            self.saved, self.saved_at = saved, save
         return y
