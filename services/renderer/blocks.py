@@ -63,14 +63,9 @@ def plan(
         streams.insert(0, stream)
         split -= 1
     head = active[:split]
-    contexts: list[Context] | None = []
-    for p in head:
-        c = p.context(sample_rate)
-        if c is None:
-            contexts = None
-            break
-        contexts.append(c)
-    return head, contexts, streams
+    found = [p.context(sample_rate) for p in head]
+    contexts = [c for c in found if c is not None]
+    return head, (contexts if len(contexts) == len(found) else None), streams
 
 
 def render_blocks(

@@ -6,7 +6,7 @@
         └─> HP(freq_hz) ─> x drive ─> saturate ─> / drive ─> HP(freq_hz) ─> x mix ─┘
 
 - **Band split**: a 2nd-order Butterworth high-pass at ``freq_hz`` run forward and backward over
-  the zero-extended buffer (as :func:`services.renderer.stereo.zero_phase_sosfilt`): zero
+  the zero-extended buffer (as :func:`services.renderer.filters.zero_phase_sosfilt`): zero
   phase, the magnitude of a 4th-order Linkwitz-Riley high-pass (-6 dB at the corner,
   24 dB/octave below). Only this band reaches the saturator, so low notes are not distorted.
 - **Saturator**: a biased tanh, ``s(u) = (tanh(u + b) - tanh(b)) / sech(b)^2`` with ``b = 0.3``:
@@ -22,11 +22,17 @@
   (their level while the band's peaks times the drive stay below about 2; beyond, their share of
   the wet keeps growing while the clipped wet gets quieter).
 
-The four filter passes and the saturator run as numba kernels plus numpy's vectorised ``tanh``;
-the drive is folded into the first pass and ``1 / drive`` into the mix gain.
+The four filter passes run as numba kernels, two channels per loop: the first reads the dry
+signal (zero-extended) and has the drive folded in, the second runs the saturator over each
+chunk of 512 frames it has filtered (``tanh`` from one ``exp``, within a few 1e-16 of numpy's),
+the last writes ``dry + mix * wet`` with ``1 / drive`` folded into the mix gain, in float64.
 
-Block processing: each zero-phase filter reads its settle time (impulse response below 1e-12)
-back and ahead, so :meth:`Exciter.context` asks for twice that on each side.
+Block processing (:meth:`Exciter.context`): the band filter is zero phase, so it reads both
+ways; the wet signal at a frame depends on the input within twice the filter's tail on each
+side. The tail is measured (:func:`~services.renderer.filters.tail_frames`) so that cutting the
+input there changes the output by at most
+:data:`~services.renderer.filters.CONTEXT_TOLERANCE` per unit of input peak, the saturator's
+slope and the second filter's gain included: about 8 ms each way at a 1 kHz corner.
 
 ``mix_pct = 0`` (the default) is an exact bypass. No oversampling: harmonics above Nyquist fold
 back (into the band, which is kept; folded content below the corner is removed like the rest).
@@ -42,7 +48,13 @@ import numpy as np
 from scipy.signal import butter, sosfreqz
 
 from services.common.params import neutral, prefixed_kwargs
-from services.renderer.filters import settle_frames, sos_pass
+from services.renderer.filters import (
+    CONTEXT_TOLERANCE,
+    impulse_response_l1,
+    settle_frames,
+    sos_pass,
+    tail_frames,
+)
 from services.renderer.processor import (
     Context,
     Parameter,
@@ -90,25 +102,26 @@ def saturate(band: np.ndarray, *, drive_db: float, out: np.ndarray | None = None
 
 
 @numba.njit(cache=True, nogil=True)
-def _shape_forward(buf: np.ndarray, sec: np.ndarray, tb: float) -> None:
-    """In place: ``t -> t / (1 + tb t)``, then the biquad forward.
-
-    With ``t = tanh(u)`` and ``tb = tanh(b)`` the map is ``(tanh(u + b) - tanh(b)) cosh(b)^2``, the
-    biased tanh. Rows go in pairs (an odd last row with itself, see ``stereo._biquad_rows``).
-    """
-    rows, n = buf.shape
+def _forward_from(dry: np.ndarray, buf: np.ndarray, sec: np.ndarray, pad: int) -> None:
+    """The biquad forward over ``dry`` zero-extended by ``pad`` frames at each end, into ``buf``
+    (``pad`` frames longer at each end). Rows go in pairs (an odd last row with itself, which
+    computes the same values twice and is still exact)."""
+    rows, frames = dry.shape
+    n = buf.shape[1]
     b0, b1, b2, a1, a2 = sec[0], sec[1], sec[2], sec[4], sec[5]
     for r in range(0, rows, 2):
         r2 = min(r + 1, rows - 1)
+        for i in range(pad):  # silence in, zero state: silence out
+            buf[r, i] = 0.0
+            buf[r2, i] = 0.0
         z1 = 0.0
         z2 = 0.0
         w1 = 0.0
         w2 = 0.0
-        for i in range(n):
-            t = buf[r, i]
-            x = t / (1.0 + tb * t)
-            t = buf[r2, i]
-            u = t / (1.0 + tb * t)
+        for i in range(pad, n):
+            j = i - pad
+            x = dry[r, j] if j < frames else 0.0
+            u = dry[r2, j] if j < frames else 0.0
             o = b0 * x + z1
             z1 = b1 * x - a1 * o + z2
             z2 = b2 * x - a2 * o
@@ -117,6 +130,57 @@ def _shape_forward(buf: np.ndarray, sec: np.ndarray, tb: float) -> None:
             w2 = b2 * u - a2 * p
             buf[r, i] = o
             buf[r2, i] = p
+
+
+@numba.njit(cache=True, nogil=True)
+def _saturate_row(row: np.ndarray, start: int, stop: int, tb: float) -> None:
+    """In place on ``row[start:stop]``: ``u -> t / (1 + tb t)`` with ``t = tanh(u)``.
+
+    With ``tb = tanh(b)`` that is ``(tanh(u + b) - tanh(b)) cosh(b)^2``, the biased tanh (the
+    addition theorem). ``tanh(|u|) = (1 - e) / (1 + e)`` with ``e = exp(-2 |u|)``, folded into one
+    division: within a few 1e-16 of numpy's ``tanh`` composition at three times the speed;
+    exactly 0 at 0.
+    """
+    for i in range(start, stop):
+        u = row[i]
+        e = math.exp(-2.0 * abs(u))
+        m = 1.0 - e if u >= 0.0 else e - 1.0  # sign(u) (1 - e)
+        row[i] = m / ((1.0 + e) + tb * m)
+
+
+#: Frames per chunk of :func:`_backward_saturate`: the recursion runs over a chunk, then the
+#: saturator (library calls, which would stall the recursion) over the chunk while it is in cache.
+_CHUNK = 512
+
+
+@numba.njit(cache=True, nogil=True)
+def _backward_saturate(buf: np.ndarray, sec: np.ndarray, tb: float) -> None:
+    """In place: the biquad backward, then the saturator (:func:`_saturate_row`). Rows go in
+    pairs, as :func:`_forward_from`."""
+    rows, n = buf.shape
+    b0, b1, b2, a1, a2 = sec[0], sec[1], sec[2], sec[4], sec[5]
+    for r in range(0, rows, 2):
+        r2 = min(r + 1, rows - 1)
+        z1 = 0.0
+        z2 = 0.0
+        w1 = 0.0
+        w2 = 0.0
+        for stop in range(n, 0, -_CHUNK):
+            start = max(0, stop - _CHUNK)
+            for i in range(stop - 1, start - 1, -1):
+                x = buf[r, i]
+                u = buf[r2, i]
+                o = b0 * x + z1
+                z1 = b1 * x - a1 * o + z2
+                z2 = b2 * x - a2 * o
+                p = b0 * u + w1
+                w1 = b1 * u - a1 * p + w2
+                w2 = b2 * u - a2 * p
+                buf[r, i] = o
+                buf[r2, i] = p
+            _saturate_row(buf[r], start, stop, tb)
+            if r2 != r:
+                _saturate_row(buf[r2], start, stop, tb)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -229,19 +293,14 @@ class Exciter(Processor):
         g = 10.0 ** (self.drive_db / 20.0)
         # Room for the pre-ringing and the tail of both zero-phase filters.
         pad = 2 * settle_frames(sos)
-        n = dry.shape[1]
         # np.empty, not np.zeros: calloc maps fresh pages, and page faults would cost more than
-        # the filtering.
-        buf = np.empty((dry.shape[0], n + 2 * pad))
-        buf[:, :pad] = 0.0
-        buf[:, pad : pad + n] = dry
-        buf[:, pad + n :] = 0.0
+        # the filtering (every frame is written by the first pass).
+        buf = np.empty((dry.shape[0], dry.shape[1] + 2 * pad))
         driven = sos.copy()
         driven[0, :3] *= g  # the drive, folded into the first pass
-        sos_pass(driven, buf, reverse=False)
-        sos_pass(sos, buf, reverse=True)
-        np.tanh(buf, out=buf)
-        _shape_forward(buf, sos[0], math.tanh(SATURATOR_BIAS))
+        _forward_from(dry, buf, driven[0], pad)
+        _backward_saturate(buf, sos[0], math.tanh(SATURATOR_BIAS))
+        sos_pass(sos, buf)
         # s(u) = t / (1 + tanh(b) t); the 1 / g goes into the mix gain (the filter is linear).
         _backward_mix(buf, sos[0], dry, dry_gain, pad, gain / g, out)
         return out
@@ -266,10 +325,23 @@ class Exciter(Processor):
         return self._render(x, sr, dry_gain=0.0, gain=1.0, out=out)
 
     def context(self, sample_rate: int) -> Context:
-        """Two zero-phase filters around the saturator: each reads its settle time back and
-        ahead, so the output depends on twice that on each side."""
-        reach = 2 * settle_frames(self.band_sos(sample_rate))
-        return Context(history=reach, lookahead=reach)
+        """Twice the zero-phase band filter's tail on each side (see the module notes).
+
+        Let ``T(d)`` be the absolute sum of the zero-phase impulse response ``h`` at lags
+        ``>= d`` and ``L`` its sum at all lags. Cutting the input ``D`` frames away changes the
+        band by at most ``peak T(D)``; the saturator's slope is at most ``c =
+        SATURATOR_MAX_SLOPE`` (the drive cancels), and the second filter spreads the band's
+        errors over ``h``, so an output frame at least ``2 d`` from both cuts is off by at most
+        ``c peak L (2 T(d) + 2 T(d))``: its own ``d`` frames each way see errors of at most
+        ``2 peak T(d)``, the rest at most ``peak L``. ``d`` makes that
+        :data:`~services.renderer.filters.CONTEXT_TOLERANCE` per unit of peak.
+        """
+        sos = self.band_sos(sample_rate)
+        mass = impulse_response_l1(sos, zero_phase=True)
+        d = tail_frames(
+            sos, CONTEXT_TOLERANCE / (4.0 * SATURATOR_MAX_SLOPE * mass), zero_phase=True
+        )
+        return Context(history=2 * d, lookahead=2 * d)
 
     def reset(self) -> None:
         self._sos_cache.clear()
@@ -280,5 +352,6 @@ class Exciter(Processor):
     def _process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         if self.is_bypass:
             return audio
-        out = np.empty(audio.shape, dtype=np.float32)
+        # float64 out: the block engine keeps blocks in float64 between processors.
+        out = np.empty(audio.shape)
         return self._render(audio, sample_rate, dry_gain=1.0, gain=self.mix_pct / 100.0, out=out)

@@ -19,13 +19,17 @@ touched, so the mono fold-down ``(L + R) / 2`` of the output is the input's (to 
 ``width = 1`` with ``bass_mono_hz = 20`` is an exact bypass; audio that is not two-channel
 (mono) is returned unchanged.
 
-Block processing (:meth:`StereoEnhancer.context`): the high-pass reads its settle time back and
-ahead, the guard about 72 hops (window, smoothing, knots) each way, on its hop grid. The
-correlation guarantee then holds for every window of the file, across block boundaries.
+Block processing (:meth:`StereoEnhancer.context`): the high-pass is zero phase, so a block
+needs its tail on both sides; with ``width > 1`` the guard needs 71 hops (window, smoothing,
+knots) before a block and 72 after, beyond that, and its hops must line up with the whole
+buffer's (the grid is one hop). Every window, cap and knot of a block is then the whole
+buffer's (to rounding, and to within the block tolerance wherever a quiet window's side is
+above about -125 dBFS RMS: see the context's notes), and the correlation guarantee holds for
+every window of the file across block boundaries.
 
-The zero-phase filtering helpers here (:func:`sos_pass`, :func:`forward_backward_sosfilt`,
-:func:`zero_phase_sosfilt`, :func:`settle_frames`) are numba kernels bit-identical to
-:func:`scipy.signal.sosfilt` and about three times faster; the exciter uses them too.
+The kernels (side, per-hop energies, rebuild) are numba loops; the zero-phase filtering is
+:func:`services.renderer.filters.forward_backward_sosfilt`. The output is float64 (the block
+engine keeps blocks in float64 between processors).
 """
 
 from __future__ import annotations
@@ -34,14 +38,15 @@ from collections.abc import Mapping
 
 import numba
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import butter, sosfreqz
 
 from services.common.params import BY_NAME, neutral, prefixed_kwargs
 from services.renderer.filters import (
+    CONTEXT_TOLERANCE,
     forward_backward_sosfilt,
     settle_frames,
+    tail_frames,
 )
 from services.renderer.processor import (
     Context,
@@ -66,9 +71,20 @@ GUARD_SMOOTH_HOPS = 10
 #: Safety margin on the squared side-gain cap: a guarded window ends with a correlation of at
 #: least about ``margin / 2`` rather than exactly 0, which survives float32 output rounding.
 GUARD_MARGIN = 1e-3
+#: Hops of context the guard needs before a block: the window and both smoothing passes, plus
+#: one hop for the knot at the block's first hop boundary (see :meth:`StereoEnhancer.context`).
+GUARD_HISTORY_HOPS = GUARD_WINDOW_HOPS + 2 * GUARD_SMOOTH_HOPS + 1
+#: Hops of context the guard needs after a block: as many, plus one because a block can end
+#: inside a hop while the hop that closes its last window must be complete.
+GUARD_LOOKAHEAD_HOPS = GUARD_HISTORY_HOPS + 1
+#: Impulse-response tail of the zero-phase side high-pass that block processing may cut, per
+#: unit of input peak: :data:`~services.renderer.filters.CONTEXT_TOLERANCE` x 1e-5, since the
+#: guard's energy ratios amplify the side's errors on quiet windows (see
+#: :meth:`StereoEnhancer.context`).
+SIDE_TAIL_TOLERANCE = CONTEXT_TOLERANCE * 1e-5
 
 
-# --- zero-phase second-order-sections filtering --------------------------------------------------
+# --- mid/side and the correlation guard ----------------------------------------------------------
 
 
 def mid_side(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -167,9 +183,11 @@ def _guard_knots(
         inner_m = np.convolve(em, np.ones(w_hops - 1), mode="valid")[1 : last + 2]
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(outer_s > 0.0, inner_m / outer_s, np.inf)
-        # The frames of hop h lie in the outer hops of the windows starting in h - W .. h.
+        # The frames of hop h lie in the outer hops of the windows starting in h - W .. h:
+        # cap[h] = min(padded[h : h + W + 1]), a moving minimum read off its centre.
         padded = np.concatenate([np.full(w_hops, np.inf), ratio, np.full(w_hops, np.inf)])
-        cap = sliding_window_view(padded, w_hops + 1)[:hops].min(axis=1)
+        size = w_hops + 1
+        cap = minimum_filter1d(padded, size)[size // 2 : size // 2 + hops]
     target = np.clip(np.sqrt((1.0 - GUARD_MARGIN) * cap), 1.0, width)
     size = 2 * GUARD_SMOOTH_HOPS + 1
     smooth = uniform_filter1d(minimum_filter1d(target, size, mode="nearest"), size, mode="nearest")
@@ -345,17 +363,37 @@ class StereoEnhancer(Processor):
         return _expand_knots(knots, guard_hop_frames(sr), x.shape[1])
 
     def context(self, sample_rate: int) -> Context:
-        """The side high-pass is zero-phase (its settle time back and ahead); the guard's knot
-        at a hop reads the energies of the windows through it, smoothed over
-        ``GUARD_SMOOTH_HOPS`` hops each way twice, plus one hop for the knots between hops;
-        its hops must line up with the whole buffer's (grid)."""
+        """The side high-pass's tail each way, plus the guard's reach on its hop grid.
+
+        The high-pass is zero phase: cutting the input ``d`` frames away on each side changes
+        the side by at most ``2 peak T(d)`` (``T``: the absolute sum of its impulse response at
+        lags ``>= d``, :func:`~services.renderer.filters.tail_frames`). ``T(d)`` is
+        :data:`SIDE_TAIL_TOLERANCE`, far below what the output alone needs, because the guard
+        divides energies: a window whose side is quiet (its cap set by that quiet side) caps
+        louder frames up to 21 hops away, and its side energy's relative error is the side
+        error over the window's RMS. With ``T = 1e-12`` the caps agree to within the block
+        tolerance for windows whose side is above about -125 dBFS RMS.
+
+        With ``width > 1`` the frames of hop ``h`` take their gain from the knots at ``h`` and
+        ``h + 1``, hence from the smoothed caps of hops ``h - 1 .. h + 1``, the caps of hops
+        ``h - 21 .. h + 21`` (a moving minimum, then a moving average, 10 hops each way), the
+        windows starting in hops ``h - 71 .. h + 21`` and so the energies of hops
+        ``h - 71 .. h + 71``, the last one complete: :data:`GUARD_HISTORY_HOPS` hops before a
+        block and :data:`GUARD_LOOKAHEAD_HOPS` after (71 do for a block that ends on a hop
+        boundary; the later processors' look-ahead can make it end inside a hop), each beyond
+        the high-pass's tail. Hops count from the start of the buffer, so the grid is one hop;
+        then every hop, window and knot of a block is the whole buffer's.
+        """
         sr = check_sample_rate(sample_rate)
-        sos = self.side_highpass_sos(sr)
-        settle = settle_frames(sos) if len(sos) else 0
+        d = tail_frames(self.side_highpass_sos(sr), SIDE_TAIL_TOLERANCE, zero_phase=True)
+        if self.width <= 1.0:
+            return Context(history=d, lookahead=d)
         hop = guard_hop_frames(sr)
-        guard = (GUARD_WINDOW_HOPS + 2 * GUARD_SMOOTH_HOPS + 2) * hop if self.width > 1.0 else 0
-        reach = settle + guard
-        return Context(history=reach, lookahead=reach, grid=hop)
+        return Context(
+            history=-(-d // hop) * hop + GUARD_HISTORY_HOPS * hop,
+            lookahead=d + GUARD_LOOKAHEAD_HOPS * hop,
+            grid=hop,
+        )
 
     def reset(self) -> None:
         self._sos_cache.clear()
@@ -368,6 +406,6 @@ class StereoEnhancer(Processor):
             return audio
         side = self._side(audio, sample_rate)
         knots = self._knots(audio, side, sample_rate)
-        out = np.empty(audio.shape, dtype=np.float32)
+        out = np.empty(audio.shape)  # float64: blocks stay float64 between processors
         _rebuild(audio, side, knots, guard_hop_frames(sample_rate), out)
         return out

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from services.common.params import defaults
+from services.renderer.blocks import render_blocks
 from services.renderer.compressor import Compressor, static_gain_reduction_db
+from services.renderer.processor import BLOCK_TOLERANCE
 from tests.signals import sine, white_noise
 
 SR = 44100
@@ -170,3 +172,37 @@ def test_detector_starts_settled_on_a_file_that_starts_loud() -> None:
     steady = gr[-1000:].mean()
     assert steady > 10.0
     assert gr[:100].min() > 0.8 * steady  # no uncompressed start while the attack catches up
+
+
+def test_blocks_match_after_a_loud_passage_at_the_lowest_threshold() -> None:
+    """The sidechain high-pass's worst start: a block extent that begins right where a loud bass
+    stops, before a quiet tone at the lowest threshold; the release carries over the boundary."""
+    sr = 44100
+    loud = sine(80.0, sr=sr, duration_s=1.0, amplitude=1.0)
+    quiet = sine(1000.0, sr=sr, duration_s=1.5, amplitude=10 ** (-38 / 20))
+    x = np.concatenate([loud, quiet], axis=1).astype(np.float32)
+    comp = Compressor(
+        threshold_db=-40.0,
+        ratio=10.0,
+        attack_ms=1.0,
+        release_ms=200.0,
+        knee_db=0.0,
+        lookahead_ms=5.0,
+        sidechain_hpf_hz=300.0,
+    )
+    history = comp.context(sr).history
+    whole = render_blocks([comp], x, sr, block_frames=x.shape[1])
+    for extra in (-7, 0, 7):
+        blocked = render_blocks([comp], x, sr, block_frames=sr + history + extra)
+        np.testing.assert_allclose(blocked, whole, rtol=0, atol=BLOCK_TOLERANCE)
+
+
+def test_short_buffers_and_long_lookahead() -> None:
+    """Shorter than the look-ahead: the reduction has the buffer's length (the last frame's
+    reduction fills the look-ahead)."""
+    comp = Compressor(threshold_db=-30.0, ratio=4.0, lookahead_ms=10.0)
+    for frames in (1, 2, 17, 400):
+        x = np.full((2, frames), 0.5, np.float32)
+        assert comp.gain_reduction_db(x, SR).shape == (frames,)
+        y = comp(x, SR)
+        assert y.shape == x.shape and np.all(np.isfinite(y))

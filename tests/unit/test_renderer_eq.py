@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.signal import sosfilt
 
 from services.common.params import BY_NAME, PARAMETERS, defaults
 from services.renderer.eq import (
@@ -14,6 +15,7 @@ from services.renderer.eq import (
     high_shelf_section,
     peaking_section,
 )
+from services.renderer.filters import CONTEXT_TOLERANCE
 from tests.signals import sine, white_noise
 
 
@@ -167,3 +169,77 @@ def test_channels_are_filtered_independently(rng) -> None:
     y = eq(x, 44100)
     np.testing.assert_allclose(y[0], eq(x[:1], 44100)[0], atol=1e-7)
     np.testing.assert_allclose(y[1], eq(x[1:], 44100)[0], atol=1e-7)
+
+
+# --- block processing and the kernels -------------------------------------------------------------
+
+LONG_EQ = {
+    "narrow boost at 100 Hz": ParametricEQ(
+        hpf_freq_hz=20.5,
+        low_shelf_freq_hz=40.0,
+        low_shelf_gain_db=12.0,
+        low_mid_freq_hz=100.0,
+        low_mid_gain_db=12.0,
+        low_mid_q=4.0,
+    ),
+    "six bands": ParametricEQ(
+        hpf_freq_hz=200.0,
+        low_shelf_freq_hz=40.0,
+        low_shelf_gain_db=12.0,
+        low_mid_freq_hz=100.0,
+        low_mid_gain_db=-12.0,
+        low_mid_q=4.0,
+        mid_gain_db=6.0,
+        high_mid_gain_db=-6.0,
+        high_shelf_gain_db=6.0,
+    ),
+    "one bell": ParametricEQ(mid_gain_db=3.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LONG_EQ))
+def test_context_history_is_the_impulse_response_tail(name: str) -> None:
+    """History: the shortest lag beyond which |h| sums to CONTEXT_TOLERANCE; no look-ahead."""
+    sr = 44100
+    eq = LONG_EQ[name]
+    ctx = eq.context(sr)
+    assert ctx.lookahead == 0 and ctx.grid == 1
+    assert 0 < ctx.history < sr  # well under a second, even for the narrowest low bell
+    impulse = np.zeros(4 * sr)
+    impulse[0] = 1.0
+    h = np.abs(sosfilt(eq.sos(sr), impulse))
+    assert h[ctx.history :].sum() <= CONTEXT_TOLERANCE < h[ctx.history - 1 :].sum()
+
+
+@pytest.mark.parametrize("name", sorted(LONG_EQ))
+def test_cutting_the_input_at_the_history_is_within_the_tolerance(name: str) -> None:
+    """The worst case for the cut: an input of full-scale samples of the impulse response's sign
+    before the cut, so every left-out term adds up at the first kept frame."""
+    sr = 44100
+    eq = LONG_EQ[name]
+    history = eq.context(sr).history
+    impulse = np.zeros(3 * sr)
+    impulse[0] = 1.0
+    h = sosfilt(eq.sos(sr), impulse)
+    first = 2 * sr  # the first kept frame
+    x = np.sign(h[: first + 1][::-1])[None, :]  # x[n] = sign(h[first - n])
+    whole = eq._process(x, sr)[0, first]
+    cut = eq._process(x[:, first - history :], sr)[0, history]
+    assert abs(whole - cut) <= CONTEXT_TOLERANCE
+    # ... and it is what the bound says (up to the rounding of the large sums).
+    assert abs(whole - cut) == pytest.approx(np.abs(h[history + 1 :]).sum(), rel=1e-3)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_process_is_sosfilt_and_leaves_its_input_alone(rng, channels: int) -> None:
+    x = rng.standard_normal((channels, 5000))
+    kept = x.copy()
+    eq = LONG_EQ["six bands"]
+    y = eq._process(x, 44100)
+    np.testing.assert_array_equal(x, kept)
+    np.testing.assert_array_equal(y, sosfilt(eq.sos(44100), x, axis=-1))
+    # A view that is not C-contiguous (a caller's slice) works too.
+    wide = rng.standard_normal((channels, 7000))
+    np.testing.assert_array_equal(
+        eq._process(wide[:, 1000:6000], 44100), sosfilt(eq.sos(44100), wide[:, 1000:6000])
+    )

@@ -13,8 +13,14 @@ from scipy.signal import sosfiltfilt
 
 from services.common.errors import InvalidParameterError
 from services.common.params import BY_NAME, defaults
-from services.renderer.exciter import SATURATOR_BIAS, SATURATOR_MAX_SLOPE, Exciter, saturate
-from services.renderer.filters import zero_phase_sosfilt
+from services.renderer.exciter import (
+    SATURATOR_BIAS,
+    SATURATOR_MAX_SLOPE,
+    Exciter,
+    _saturate_row,
+    saturate,
+)
+from services.renderer.filters import CONTEXT_TOLERANCE, zero_phase_sosfilt
 from tests.signals import little_song, sine, white_noise
 
 SR = 44100
@@ -262,3 +268,41 @@ def test_empty_and_single_frame_buffers() -> None:
     assert ex(np.zeros((2, 0), np.float32), SR).shape == (2, 0)
     y = ex(np.ones((2, 1), np.float32), SR)
     assert y.shape == (2, 1) and np.all(np.isfinite(y))
+
+
+# --- kernels and block processing -----------------------------------------------------------------
+
+
+def test_saturator_kernel_is_the_curve() -> None:
+    """The kernel's one-exp tanh, folded into one division, is the curve to a few 1e-16."""
+    u = np.concatenate(
+        [np.linspace(-40.0, 40.0, 200001), np.geomspace(1e-300, 1.0, 2000), [0.0, -0.0]]
+    )
+    u = np.concatenate([u, -u])
+    got = u[None, :].copy()
+    _saturate_row(got[0], 0, got.shape[1], math.tanh(SATURATOR_BIAS))
+    want = saturate(u, drive_db=0.0)
+    assert np.max(np.abs(got[0] - want)) < 1e-15
+    assert np.all(got[0][u == 0.0] == 0.0)  # silence stays silent
+
+
+@pytest.mark.parametrize("freq", [1000.0, 3000.0, 12000.0])
+@pytest.mark.parametrize("sr", [44100, 96000])
+def test_a_block_within_its_context_is_the_whole_buffer(freq: float, sr: int) -> None:
+    """Loud noise (both filters' tails matter), full drive and mix: the block output over
+    ``[start, stop)`` from ``[start - history, stop + lookahead)`` is within
+    CONTEXT_TOLERANCE of the whole buffer's, and a tenth of the context is not enough."""
+    ex = Exciter(freq_hz=freq, drive_db=24.0, mix_pct=100.0)
+    ctx = ex.context(sr)
+    assert ctx.history == ctx.lookahead > 0 and ctx.grid == 1
+    x = np.clip(np.random.default_rng(2).standard_normal((2, sr // 2)), -1.0, 1.0)
+    whole = ex._process(x, sr)
+    start, stop = sr // 8, sr // 4
+    block = ex._process(x[:, start - ctx.history : stop + ctx.lookahead], sr)
+    error = np.max(
+        np.abs(block[:, ctx.history : ctx.history + stop - start] - whole[:, start:stop])
+    )
+    assert error <= CONTEXT_TOLERANCE
+    short = ctx.history // 10
+    block = ex._process(x[:, start - short : stop + short], sr)
+    assert np.max(np.abs(block[:, short : short + stop - start] - whole[:, start:stop])) > 1e-6

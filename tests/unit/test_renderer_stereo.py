@@ -11,10 +11,19 @@ from scipy.signal import sosfilt, sosfiltfilt
 
 from services.common.errors import InvalidParameterError
 from services.common.params import defaults
-from services.renderer.filters import sos_pass, zero_phase_sosfilt
+from services.renderer.eq import ParametricEQ
+from services.renderer.filters import (
+    impulse_response_l1,
+    sos_pass,
+    tail_frames,
+    zero_phase_sosfilt,
+)
 from services.renderer.stereo import (
+    GUARD_HISTORY_HOPS,
+    GUARD_LOOKAHEAD_HOPS,
     StereoEnhancer,
     correlation_window_frames,
+    guard_hop_frames,
     guarded_side_gain,
     mid_side,
 )
@@ -118,6 +127,105 @@ def test_sos_pass_is_scipy_sosfilt_and_zero_phase_is_forward_backward(
     pad = 100000
     ref = sosfiltfilt(sos, np.pad(x, ((0, 0), (pad, pad))), padtype=None)[:, pad:-pad]
     assert np.max(np.abs(zero_phase_sosfilt(sos, x) - ref)) < 1e-10
+
+
+def _long_cascade(sections: int) -> np.ndarray:
+    """A cascade of up to seven sections: six EQ bands and the 4th-order side high-pass."""
+    eq = ParametricEQ(
+        hpf_freq_hz=60.0,
+        low_shelf_gain_db=3.0,
+        low_mid_gain_db=-4.0,
+        mid_gain_db=2.0,
+        high_mid_gain_db=-2.0,
+        high_shelf_gain_db=3.0,
+    )
+    sos = np.concatenate([eq.sos(SR), StereoEnhancer(bass_mono_hz=90.0).side_highpass_sos(SR)])
+    return sos[:sections]
+
+
+@pytest.mark.parametrize("sections", range(8))
+def test_sos_pass_kernels_are_sosfilt_for_every_cascade_length(
+    rng: np.random.Generator, sections: int
+) -> None:
+    """One, two or three sections per loop, one row or pairs of rows: always exactly sosfilt,
+    in place or into ``out`` (``buf`` then unchanged)."""
+    x = rng.standard_normal((3, 5000))
+    sos = _long_cascade(sections)
+    for rows in (1, 2, 3):
+        for reverse in (False, True):
+            src = x[:rows, ::-1] if reverse else x[:rows]
+            ref = sosfilt(sos, src, axis=-1) if sections else src
+            ref = ref[:, ::-1] if reverse else ref
+            buf = x[:rows].copy()
+            sos_pass(sos, buf, reverse=reverse)
+            assert np.array_equal(buf, ref), (rows, reverse)
+            out = np.empty_like(buf)
+            buf = x[:rows].copy()
+            sos_pass(sos, buf, reverse=reverse, out=out)
+            assert np.array_equal(out, ref) and np.array_equal(buf, x[:rows]), (rows, reverse)
+
+
+@pytest.mark.parametrize("zero_phase", [False, True])
+@pytest.mark.parametrize("tolerance", [1e-7, 1e-12])
+def test_tail_frames_is_the_shortest_context_within_the_tolerance(
+    zero_phase: bool, tolerance: float
+) -> None:
+    """Against a long impulse response from scipy: the absolute sum at lags >= d is within the
+    tolerance, at lags >= d - 1 it is not."""
+    for sos in (_long_cascade(6), StereoEnhancer(bass_mono_hz=30.0).side_highpass_sos(SR)):
+        d = tail_frames(sos, tolerance, zero_phase=zero_phase)
+        n = 4 * SR
+        impulse = np.zeros(2 * n + 1)
+        impulse[n] = 1.0
+        if zero_phase:
+            h = np.abs(sosfiltfilt(sos, impulse, padtype=None)[n:])
+        else:
+            h = np.abs(sosfilt(sos, impulse)[n:])
+        assert h[d:].sum() <= tolerance < h[d - 1 :].sum()
+        l1 = 2 * h.sum() - h[0] if zero_phase else h.sum()
+        assert impulse_response_l1(sos, zero_phase=zero_phase) == pytest.approx(l1, rel=1e-9)
+    assert tail_frames(np.zeros((0, 6))) == 0
+
+
+def _bursts(rng: np.random.Generator, hop: int, frames: int, burst_hops: list[int]) -> np.ndarray:
+    """Nearly mono noise (the guard lets width 2 through) with a loud side burst filling each
+    of ``burst_hops``: each caps the windows through it."""
+    mid = 0.3 * rng.standard_normal(frames)
+    side = 0.05 * rng.standard_normal(frames)
+    for h in burst_hops:
+        side[h * hop : (h + 1) * hop] += 3.0 * rng.standard_normal(hop)
+    return np.stack([mid + side, mid - side])
+
+
+@pytest.mark.parametrize("sr", [44100, 48000])
+@pytest.mark.parametrize("bass_mono_hz", [20.0, 150.0])
+def test_a_block_gets_the_whole_buffer_side_gain(sr: int, bass_mono_hz: float) -> None:
+    """Processing ``[start - history, stop + lookahead)`` gives the whole buffer's side gain on
+    ``[start, stop)``. Without the high-pass, a side burst just inside the guard's reach from
+    the first and from the last kept frame shows that neither reach can be a hop shorter
+    (``start`` on the hop grid, as block processing keeps it; ``stop`` anywhere)."""
+    hop = guard_hop_frames(sr)
+    enhancer = StereoEnhancer(width=2.0, bass_mono_hz=bass_mono_hz)
+    ctx = enhancer.context(sr)
+    assert ctx.grid == hop and ctx.history % hop == 0
+    start = (ctx.history // hop + 10) * hop
+    stop = start + 100 * hop + 2  # the last kept hop has two frames: it reads the next knot
+    first_hop, last_hop = start // hop, (stop - 1) // hop
+    # The windows through the first kept hop's gain start GUARD_HISTORY_HOPS hops before it; the
+    # last one through the last kept hop's gain ends GUARD_LOOKAHEAD_HOPS - 1 hops after it.
+    bursts = [first_hop - GUARD_HISTORY_HOPS, last_hop + GUARD_LOOKAHEAD_HOPS - 1]
+    x = _bursts(np.random.default_rng(5), hop, stop + ctx.lookahead + 20 * hop, bursts)
+    whole = enhancer.side_gain(x, sr)[start:stop]
+    assert whole.min() < 2.0 - 1e-4  # the bursts do cap the gain at both ends
+    lo, hi = start - ctx.history, stop + ctx.lookahead
+    block = enhancer.side_gain(x[:, lo:hi], sr)[start - lo : stop - lo]
+    np.testing.assert_allclose(block, whole, rtol=0, atol=1e-9)
+    if bass_mono_hz > 20.0:
+        return  # the high-pass's tail lies outside the guard's reach: a hop less still works
+    # A hop less on either side and a burst falls out of a window that counts.
+    for lo_short, hi_short in ((lo + hop, hi), (lo, hi - hop)):
+        short = enhancer.side_gain(x[:, lo_short:hi_short], sr)[start - lo_short : stop - lo_short]
+        assert np.max(np.abs(short - whole)) > 1e-4
 
 
 # --- bass mono -----------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from services.common.errors import InvalidParameterError
 from services.common.loudness import integrated_loudness
 from services.common.params import BY_NAME, defaults
+from services.renderer.blocks import render_blocks
 from services.renderer.compressor import Compressor
+from services.renderer.processor import BLOCK_TOLERANCE
 from services.renderer.vintage_compressor import (
     KNEE_DB,
     VARI_MU_DB,
@@ -393,3 +395,34 @@ def test_short_buffers() -> None:
         x = np.full((2, frames), 0.5, np.float32)
         y = comp(x, SR)
         assert y.shape == x.shape and np.all(np.isfinite(y))
+
+
+# --- block processing -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("drive_db", [0.0, 12.0])
+def test_blocks_match_after_a_loud_passage_at_the_lowest_threshold(drive_db: float) -> None:
+    """The RMS detector's worst start: a block extent that begins right where +6 dBFS stops
+    and a quiet sine sits in the middle of the knee at the lowest threshold. The history must
+    forget the loud mean square to a fraction of the quiet one."""
+    loud = sine(1000.0, sr=SR, duration_s=1.0, amplitude=2.0)
+    quiet = sine(1000.0, sr=SR, duration_s=1.5, amplitude=10 ** (-40 / 20))
+    x = np.concatenate([loud, quiet], axis=1).astype(np.float32)
+    comp = VintageCompressor(
+        threshold_db=-40.0, ratio=10.0, attack_ms=20.0, release_ms=50.0, drive_db=drive_db
+    )
+    history = comp.context(SR).history
+    whole = render_blocks([comp], x, SR, block_frames=x.shape[1])
+    for extra in (-32, 0, 32):  # the second block's extent starts at the step, or just around it
+        blocked = render_blocks([comp], x, SR, block_frames=SR + history + extra)
+        np.testing.assert_allclose(blocked, whole, rtol=0, atol=BLOCK_TOLERANCE)
+
+
+def test_kernels_are_serial() -> None:
+    """No parallel numba kernels: versions render concurrently in threads, and numba's default
+    threading layer aborts on concurrent parallel kernels."""
+    from services.renderer import vintage_compressor as module
+
+    for name in ("_static_target", "_opto_ballistics", "_add_dc_blocked", "_distortion_kernel"):
+        options = getattr(module, name).targetoptions
+        assert not options.get("parallel", False) and options.get("nogil", False), name
