@@ -16,10 +16,12 @@ only, and so on. Mono input (or more than two channels) uses plain per-channel d
 
 The dry signal is kept at unity and the repeats are added at ``delay_mix_pct / 100``; the output
 has the input's length (repeats past the end are cut). ``delay_mix_pct = 0`` is an exact bypass.
-The per-sample recursion runs in numba kernels whose state (input history, loop rings, filter
-states) lives in arrays that carry over from one call to the next: :meth:`TempoDelay.stream`
-renders a long file block by block with exactly the one-pass result, however long the repeats
-ring on (the chain's block processing, see ``blocks.py``).
+The per-sample recursion runs in serial numba kernels (they release the GIL, so renders in
+parallel threads do not wait on each other) whose whole state lives in arrays passed in and
+updated in place: the last ``delay`` inputs, the loop ring(s), the low-pass state(s) and the ring
+positions. :meth:`TempoDelay.stream` keeps that state from one block to the next, so a long file
+rendered block by block (``blocks.py``), in blocks of any length down to one frame, gives the
+one-pass result bit for bit however long the repeats ring on; ``process`` is one such block.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from services.common.params import (
     prefixed_kwargs,
 )
 from services.renderer.processor import (
+    BlockStream,
     ChoiceParameter,
     Parameter,
     Processor,
@@ -82,18 +85,21 @@ def _feedback_delay(
     xring: np.ndarray,
     ring: np.ndarray,
     z: np.ndarray,
-    xpos: int,
-    pos: int,
+    pos: np.ndarray,
     feedback: float,
     coefs: np.ndarray,
 ) -> np.ndarray:  # pragma: no cover - numba
     """Repeats of one line: ``r[t] = x[t - delay] + feedback * LP(r)[t - loop_delay]``.
 
-    ``x`` is (n,) float64. The state continues from the previous call and is updated in place:
-    ``xring`` (delay,) holds the last ``delay`` inputs (read and written at ``xpos``), ``ring``
-    (loop_delay,) the filtered repeats on their way round (at ``pos``), ``z`` (2,) the
-    low-pass's state. The caller advances both positions by ``n``. Zeros are silence before the
-    first call.
+    ``x`` is (n,) float64; returns the repeats (n,). The state continues from the previous call
+    and is updated in place (zeros and positions 0 are silence before the first call):
+
+    * ``xring`` (delay,): the last ``delay`` inputs, read and overwritten at ``pos[0]``;
+    * ``ring`` (loop_delay,): the filtered repeats on their way round, at ``pos[1]``;
+    * ``z`` (2,): the low-pass's state (transposed direct form II);
+    * ``pos`` (2,) int64: the two ring positions.
+
+    The state is loaded into registers for the loop and stored back at the end.
     """
     n = x.shape[0]
     b0, b1, b2, a1, a2 = coefs[0], coefs[1], coefs[2], coefs[3], coefs[4]
@@ -102,8 +108,10 @@ def _feedback_delay(
     y = np.empty(n)
     z1 = z[0]
     z2 = z[1]
+    xpos = pos[0]
+    rpos = pos[1]
     for t in range(n):
-        v = feedback * ring[pos] + xring[xpos]
+        v = feedback * ring[rpos] + xring[xpos]
         xring[xpos] = x[t]
         xpos += 1
         if xpos == delay:
@@ -112,12 +120,14 @@ def _feedback_delay(
         out = b0 * v + z1
         z1 = b1 * v - a1 * out + z2
         z2 = b2 * v - a2 * out
-        ring[pos] = out
-        pos += 1
-        if pos == loop_delay:
-            pos = 0
+        ring[rpos] = out
+        rpos += 1
+        if rpos == loop_delay:
+            rpos = 0
     z[0] = z1
     z[1] = z2
+    pos[0] = xpos
+    pos[1] = rpos
     return y
 
 
@@ -128,17 +138,16 @@ def _pingpong_delay(
     ring_l: np.ndarray,
     ring_r: np.ndarray,
     z: np.ndarray,
-    xpos: int,
-    pos: int,
+    pos: np.ndarray,
     feedback: float,
     coefs: np.ndarray,
 ) -> np.ndarray:  # pragma: no cover - numba
     """Two crossed lines: ``l[t] = x[t - delay] + feedback * LP(r)[t - loop_delay]`` and
-    ``r[t] = feedback * LP(l)[t - loop_delay]``; returns (2, n).
+    ``r[t] = feedback * LP(l)[t - loop_delay]``; ``x`` is the (n,) mono sum, returns (2, n).
 
-    State as in :func:`_feedback_delay`: ``ring_l`` holds filtered right repeats on their way to
-    the left, ``ring_r`` filtered left repeats on their way to the right, ``z`` (4,) both
-    low-passes' states.
+    State as in :func:`_feedback_delay`: ``ring_l`` holds the filtered right repeats on their
+    way to the left, ``ring_r`` the filtered left repeats on their way to the right (both at
+    ``pos[1]``), ``z`` (4,) both low-passes' states.
     """
     n = x.shape[0]
     b0, b1, b2, a1, a2 = coefs[0], coefs[1], coefs[2], coefs[3], coefs[4]
@@ -149,13 +158,15 @@ def _pingpong_delay(
     zl2 = z[1]
     zr1 = z[2]
     zr2 = z[3]
+    xpos = pos[0]
+    rpos = pos[1]
     for t in range(n):
-        vl = feedback * ring_l[pos] + xring[xpos]
+        vl = feedback * ring_l[rpos] + xring[xpos]
         xring[xpos] = x[t]
         xpos += 1
         if xpos == delay:
             xpos = 0
-        vr = feedback * ring_r[pos]
+        vr = feedback * ring_r[rpos]
         y[0, t] = vl
         y[1, t] = vr
         out_l = b0 * vl + zl1
@@ -164,20 +175,29 @@ def _pingpong_delay(
         out_r = b0 * vr + zr1
         zr1 = b1 * vr - a1 * out_r + zr2
         zr2 = b2 * vr - a2 * out_r
-        ring_r[pos] = out_l
-        ring_l[pos] = out_r
-        pos += 1
-        if pos == loop_delay:
-            pos = 0
+        ring_r[rpos] = out_l
+        ring_l[rpos] = out_r
+        rpos += 1
+        if rpos == loop_delay:
+            rpos = 0
     z[0] = zl1
     z[1] = zl2
     z[2] = zr1
     z[3] = zr2
+    pos[0] = xpos
+    pos[1] = rpos
     return y
 
 
 class _DelayLines:
-    """The delay's state between blocks: input history, loop rings, filter states."""
+    """The delay's state from one block to the next (a :data:`BlockStream`).
+
+    Per line: the last ``delay`` inputs, the loop ring(s), the low-pass state(s) and the ring
+    positions, all updated in place by the kernels, so consecutive blocks of any length (one
+    frame included) continue exactly where the previous block stopped: the concatenated output
+    is the one-pass output, bit for bit. A plain delay has one line per channel; ping-pong
+    (stereo only) one input line and two crossed rings.
+    """
 
     def __init__(
         self,
@@ -195,33 +215,41 @@ class _DelayLines:
         self.xring = np.zeros((lines, delay))
         self.rings = np.zeros((2 if self.pingpong else lines, loop_delay))
         self.z = np.zeros((lines, 4))
-        self.xpos = 0
-        self.pos = 0
+        self.pos = np.zeros((lines, 2), dtype=np.int64)
         self.feedback = feedback
         self.coefs = coefs
         self.mix = mix
 
     def repeats(self, x: np.ndarray) -> np.ndarray:
-        """The wet signal for the next block of ``x`` (channels, n) float64."""
-        n = x.shape[1]
+        """The wet signal (all repeats, not scaled) of the next block ``x`` (channels, n)
+        float64; returns (channels, n) float64."""
         if self.pingpong:
             mono = 0.5 * (x[0] + x[1])
-            wet = _pingpong_delay(
-                mono, self.xring[0], self.rings[0], self.rings[1], self.z[0],
-                self.xpos, self.pos, self.feedback, self.coefs,
-            )  # fmt: skip
-        else:
-            wet = np.empty(x.shape)
-            for c in range(x.shape[0]):
-                wet[c] = _feedback_delay(
-                    np.ascontiguousarray(x[c]), self.xring[c], self.rings[c], self.z[c],
-                    self.xpos, self.pos, self.feedback, self.coefs,
-                )  # fmt: skip
-        self.xpos = (self.xpos + n) % self.xring.shape[1]
-        self.pos = (self.pos + n) % self.rings.shape[1]
+            return _pingpong_delay(
+                mono,
+                self.xring[0],
+                self.rings[0],
+                self.rings[1],
+                self.z[0],
+                self.pos[0],
+                self.feedback,
+                self.coefs,
+            )
+        wet = np.empty(x.shape)
+        for c in range(x.shape[0]):
+            wet[c] = _feedback_delay(
+                np.ascontiguousarray(x[c]),
+                self.xring[c],
+                self.rings[c],
+                self.z[c],
+                self.pos[c],
+                self.feedback,
+                self.coefs,
+            )
         return wet
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Dry plus scaled repeats of the next block ``x`` (channels, n) float64."""
         wet = self.repeats(x)
         wet *= self.mix
         wet += x
@@ -320,8 +348,11 @@ class TempoDelay(Processor):
         sr = check_sample_rate(sample_rate)
         return self._lines(sr, x.shape[0]).repeats(x)
 
-    def stream(self, sample_rate: int, channels: int) -> _DelayLines:
-        """Block by block, exactly as one pass: the delay lines and filter states carry over."""
+    def stream(self, sample_rate: int, channels: int) -> BlockStream:
+        """A fresh block stream: consecutive float64 ``(channels, frames)`` blocks in (any
+        lengths), the processed blocks out, exactly equal to one pass over their concatenation
+        (the delay lines and filter states carry over). Parameters are read now; later changes
+        do not affect it."""
         return self._lines(check_sample_rate(sample_rate), channels)
 
     def _process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -247,3 +247,93 @@ def test_finite_bounded_and_length_preserving(
     assert np.max(np.abs(y)) <= bound * (1 + 1e-5) + 1e-6
     if kind == "dc":
         assert np.max(np.abs(y)) <= 0.9 * (1 + m / (1 - g)) * (1 + 1e-5)
+
+
+# --- Streaming: blocks of any length continue exactly where the previous block stopped. ---
+
+
+def stream_blocks(
+    delay: TempoDelay, x: np.ndarray, sr: int, lengths: list[int] | np.ndarray
+) -> np.ndarray:
+    """``x`` through a fresh :meth:`TempoDelay.stream` in consecutive blocks of ``lengths``
+    (cycled), as float32 like ``process``."""
+    stream = delay.stream(sr, x.shape[0])
+    x64 = x.astype(np.float64)
+    out, start, i = [], 0, 0
+    while start < x.shape[1]:
+        stop = min(x.shape[1], start + int(lengths[i % len(lengths)]))
+        block = np.ascontiguousarray(x64[:, start:stop])
+        y = stream(block)
+        assert y.shape == block.shape
+        out.append(y)
+        start, i = stop, i + 1
+    return np.concatenate(out, axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize("pingpong", ["off", "on"])
+def test_stream_in_blocks_shorter_than_the_delay_is_exact(
+    pingpong: str, rng: np.random.Generator
+) -> None:
+    sr = 44100
+    delay = TempoDelay(
+        tempo_bpm=60.0,
+        note="1/4",
+        feedback_pct=90.0,
+        highcut_hz=3000.0,
+        pingpong=pingpong,
+        mix_pct=60.0,
+    )
+    assert delay.delay_samples(sr) == sr  # 1 s: every block below is shorter
+    x = white_noise(rng, sr=sr, duration_s=4.0, amplitude=0.3)
+    lengths = rng.integers(1, sr // 2, 40)
+    np.testing.assert_array_equal(stream_blocks(delay, x, sr, lengths), delay.process(x, sr))
+
+
+def test_stream_of_single_frames_is_exact(rng: np.random.Generator) -> None:
+    sr = 8000
+    for pingpong in ("off", "on"):
+        delay = TempoDelay(
+            tempo_bpm=300.0, note="1/16", feedback_pct=80.0, pingpong=pingpong, mix_pct=50.0
+        )
+        x = white_noise(rng, sr=sr, duration_s=0.3, amplitude=0.3)  # 6 round trips of 50 ms
+        np.testing.assert_array_equal(stream_blocks(delay, x, sr, [1]), delay.process(x, sr))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_stream_mono_and_more_channels_use_plain_lines(
+    channels: int, rng: np.random.Generator
+) -> None:
+    sr = 48000
+    delay = TempoDelay(tempo_bpm=128.0, note="1/8 dotted", feedback_pct=70.0, pingpong="on")
+    delay.mix_pct = 40.0
+    x = white_noise(rng, sr=sr, duration_s=2.0, amplitude=0.3, channels=channels)
+    got = stream_blocks(delay, x, sr, [777, 20000, 1, 4096])
+    np.testing.assert_array_equal(got, delay.process(x, sr))
+    plain = TempoDelay(tempo_bpm=128.0, note="1/8 dotted", feedback_pct=70.0, mix_pct=40.0)
+    np.testing.assert_array_equal(got, plain.process(x, sr))
+
+
+def test_streams_are_independent(rng: np.random.Generator) -> None:
+    """Two streams of one processor, fed alternately, each give their own one-pass result."""
+    sr = 44100
+    delay = TempoDelay(tempo_bpm=100.0, note="1/8", feedback_pct=85.0, pingpong="on", mix_pct=50)
+    a = white_noise(rng, sr=sr, duration_s=2.0, amplitude=0.3).astype(np.float64)
+    b = np.zeros_like(a)
+    b[:, 1000] = 1.0
+    sa, sb = delay.stream(sr, 2), delay.stream(sr, 2)
+    out_a, out_b = [], []
+    for start in range(0, a.shape[1], 5000):
+        out_a.append(sa(np.ascontiguousarray(a[:, start : start + 5000])))
+        out_b.append(sb(np.ascontiguousarray(b[:, start : start + 5000])))
+    np.testing.assert_array_equal(
+        np.concatenate(out_a, axis=1).astype(np.float32), delay.process(a, sr)
+    )
+    np.testing.assert_array_equal(
+        np.concatenate(out_b, axis=1).astype(np.float32), delay.process(b, sr)
+    )
+    # A stream reads the parameters when it is made: changing them later does not affect it.
+    stream = delay.stream(sr, 2)
+    delay.feedback_pct = 0.0
+    first = stream(np.ascontiguousarray(a[:, :30000])).astype(np.float32)
+    delay.feedback_pct = 85.0
+    np.testing.assert_array_equal(first, delay.process(a[:, :30000], sr))

@@ -9,11 +9,20 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scipy.signal import butter, sosfilt
+from scipy.signal import butter, fftconvolve, sosfilt
 
 from services.common.errors import InvalidParameterError
 from services.common.params import BY_NAME, REVERB_STYLES, defaults
-from services.renderer.reverb import STYLES, Reverb, band_rt60_s, style_table_markdown
+from services.renderer.reverb import (
+    MAX_PARTITION,
+    MIN_PARTITION,
+    STYLES,
+    Reverb,
+    band_rt60_s,
+    fft_convolve,
+    partition_frames,
+    style_table_markdown,
+)
 from tests.signals import white_noise
 from tests.strategies import param_sets
 
@@ -287,3 +296,123 @@ def test_dc_does_not_come_back_as_reverb() -> None:
     y = reverb(x, sr)
     # After the IR has passed, only the dry offset is left (the IR's sum is ~0).
     np.testing.assert_allclose(y[:, -sr // 2 :], 0.5, atol=0.01)
+
+
+# --- Convolution and streaming: any partition, any block lengths, the one-pass result. ---
+
+
+def reference_wet(x: np.ndarray, ir: np.ndarray) -> np.ndarray:
+    """Float64 linear convolution of channel ``c`` with IR channel ``c % 2``, cut to the input."""
+    n = x.shape[1]
+    return np.stack(
+        [
+            fftconvolve(x[c].astype(np.float64), ir[c % 2].astype(np.float64))[:n]
+            for c in range(len(x))
+        ]
+    )
+
+
+def stream_blocks(
+    reverb: Reverb, x: np.ndarray, sr: int, lengths: list[int] | np.ndarray
+) -> np.ndarray:
+    """``x`` through a fresh :meth:`Reverb.stream` in consecutive blocks of ``lengths`` (cycled)."""
+    stream = reverb.stream(sr, x.shape[0])
+    x64 = x.astype(np.float64)
+    out, start, i = [], 0, 0
+    while start < x.shape[1]:
+        stop = min(x.shape[1], start + int(lengths[i % len(lengths)]))
+        block = np.ascontiguousarray(x64[:, start:stop])
+        y = stream(block)
+        assert y.shape == block.shape
+        out.append(np.asarray(y, dtype=np.float64))
+        start, i = stop, i + 1
+    return np.concatenate(out, axis=1)
+
+
+@pytest.mark.parametrize("partition", [None, 4096, 16384, 131072])  # 131072: one partition
+def test_convolution_is_the_linear_convolution(
+    partition: int | None, rng: np.random.Generator
+) -> None:
+    sr = 44100
+    ir = Reverb(style="hall", decay_s=1.0, predelay_ms=30.0, mix_pct=30.0).impulse_response(sr)
+    x = white_noise(rng, sr=sr, duration_s=3.0, amplitude=0.3)
+    expected = reference_wet(x, ir)
+    got = fft_convolve(x, ir, partition=partition)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-6)
+    short = x[:, :1000]  # shorter than one partition
+    np.testing.assert_allclose(
+        fft_convolve(short, ir, partition=partition), reference_wet(short, ir), rtol=0, atol=1e-6
+    )
+
+
+def test_process_adds_the_scaled_convolution(rng: np.random.Generator) -> None:
+    sr = 44100
+    reverb = Reverb(style="spacious", decay_s=4.0, damping_pct=0.0, mix_pct=45.0)
+    x = white_noise(rng, sr=sr, duration_s=8.0, amplitude=0.2)
+    expected = x + 0.45 * reference_wet(x, reverb.impulse_response(sr))
+    np.testing.assert_allclose(reverb.process(x, sr), expected, rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("style", ["hall", "spacious"])
+def test_stream_in_blocks_shorter_than_the_ir_matches_one_pass(
+    style: str, rng: np.random.Generator
+) -> None:
+    sr = 44100
+    reverb = Reverb(style=style, decay_s=3.0, predelay_ms=40.0, mix_pct=50.0)
+    assert reverb.impulse_response(sr).shape[1] > 4 * sr  # every block below is shorter
+    x = white_noise(rng, sr=sr, duration_s=6.0, amplitude=0.3)
+    whole = reverb.process(x, sr)
+    for lengths in ([int(0.37 * sr)], rng.integers(1, sr, 30), [5000, 1, 65536, 3, 17000]):
+        got = stream_blocks(reverb, x, sr, lengths)
+        np.testing.assert_allclose(got, whole, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("style", "decay_s"), [("plate", 0.8), ("intimate", 0.3)])
+def test_stream_of_single_frames_matches_one_pass(
+    style: str, decay_s: float, rng: np.random.Generator
+) -> None:
+    sr = 8000
+    reverb = Reverb(style=style, decay_s=decay_s, predelay_ms=0.0, mix_pct=60.0)
+    x = white_noise(rng, sr=sr, duration_s=0.4, amplitude=0.3)
+    whole = reverb.process(x, sr)
+    np.testing.assert_allclose(stream_blocks(reverb, x, sr, [1]), whole, rtol=0, atol=1e-6)
+    # Single frames after a long block, then long blocks again (the partition is chosen at
+    # the first block).
+    got = stream_blocks(reverb, x, sr, [2500] + [1] * 200 + [333])
+    np.testing.assert_allclose(got, whole, rtol=0, atol=1e-6)
+
+
+def test_stream_mono_uses_the_left_impulse_response(rng: np.random.Generator) -> None:
+    sr = 48000
+    reverb = Reverb(style="hall", decay_s=2.0, mix_pct=40.0)
+    mono = white_noise(rng, sr=sr, duration_s=3.0, amplitude=0.3, channels=1)
+    got = stream_blocks(reverb, mono, sr, [10007, 1, 2 * sr])
+    np.testing.assert_allclose(got, reverb.process(mono, sr), rtol=0, atol=1e-6)
+    expected = mono + 0.4 * reference_wet(mono, reverb.impulse_response(sr))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-6)
+
+
+def test_streams_are_independent(rng: np.random.Generator) -> None:
+    """Two streams of one processor, fed alternately, each give their own one-pass result."""
+    sr = 44100
+    reverb = Reverb(style="spacious", decay_s=5.0, mix_pct=50.0)
+    a = white_noise(rng, sr=sr, duration_s=3.0, amplitude=0.3).astype(np.float64)
+    b = np.zeros_like(a)
+    b[:, 100] = 1.0
+    sa, sb = reverb.stream(sr, 2), reverb.stream(sr, 2)
+    out_a, out_b = [], []
+    for start in range(0, a.shape[1], 20000):
+        out_a.append(sa(np.ascontiguousarray(a[:, start : start + 20000])))
+        out_b.append(sb(np.ascontiguousarray(b[:, start : start + 20000])))
+    np.testing.assert_allclose(np.concatenate(out_a, axis=1), reverb.process(a, sr), atol=1e-6)
+    np.testing.assert_allclose(np.concatenate(out_b, axis=1), reverb.process(b, sr), atol=1e-6)
+
+
+def test_partition_length_follows_the_ir_and_the_block() -> None:
+    for taps in (100, 40_000, 130_000, 530_000, 2_300_000):
+        sizes = [partition_frames(taps, block) for block in (1, 16_384, 441_000, 0)]
+        for p in sizes:
+            assert p & (p - 1) == 0 and MIN_PARTITION <= p <= MAX_PARTITION
+        assert sizes == sorted(sizes)  # longer blocks: no shorter partitions
+    assert partition_frames(530_000, 441_000) >= partition_frames(40_000, 441_000)
