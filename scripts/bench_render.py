@@ -1,6 +1,6 @@
 """Renderer benchmark: per-processor and total speed as a multiple of real time, and memory.
 
-    python scripts/bench_render.py [--song PATH | --duration 180] [--repeats 3]
+    python scripts/bench_render.py [--song PATH | --duration 180] [--repeats 3] [--long] [--json]
 
 Runs its measurements each in a fresh process so the thread settings take effect before numba
 and numpy load (numba kernels are warmed up on a short buffer first, so compilation or cache
