@@ -2,9 +2,9 @@
 loudness-matched and peak-safe) first, then every predicted parameter set.
 
 Versions render concurrently, one per thread (the kernels release the GIL), at most
-``workers`` at a time, and are handed to the caller one by one in order as they finish, so the
-caller can encode and store each and let its audio go: a job holds the input, the renders in
-flight and nothing else.
+``workers`` at a time, and are handed to the caller one by one in order, so the caller can
+encode and store each and let its audio go: a job holds the input, the renders in flight and at
+most ``2 x workers`` finished versions waiting for their turn.
 """
 
 from __future__ import annotations
@@ -101,17 +101,21 @@ def render_versions(
             yield rendered
         return
     pool = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="render")
+    # Up to 2 x workers submitted: a worker that finishes early starts the next version while a
+    # slow one ahead of it is still rendering (no head-of-line stall); at most that many
+    # finished versions wait to be handed over in order.
+    window = 2 * n_workers
     pending: deque[Future[RenderedAudio]] = deque()
     todo = iter(sets)
     try:
         for name, params in todo:
             pending.append(pool.submit(one, name, params))
-            if len(pending) == n_workers:
+            if len(pending) == window:
                 break
         done = 0
         while pending:
             rendered = pending.popleft().result()
-            nxt = next(todo, None)  # keep `n_workers` renders in flight, no more
+            nxt = next(todo, None)
             if nxt is not None:
                 pending.append(pool.submit(one, *nxt))
             done += 1

@@ -100,3 +100,30 @@ def test_closing_early_stops_rendering() -> None:
     first = next(it)
     assert first.name == ORIGINAL
     it.close()  # cancels what has not started; must not hang or raise
+
+
+def test_a_slow_version_does_not_stall_the_others(monkeypatch) -> None:
+    """While the second version is still rendering, the other worker goes on with the third and
+    the fourth: the slow one is held until the fourth has started (it would wait forever with a
+    head-of-line stall, so the wait is bounded and its outcome asserted)."""
+    import services.renderer.versions as versions
+
+    fourth_started = threading.Event()
+    real = versions.render_version
+    names = iter(["original", "slow", "third", "fourth"])
+    lock = threading.Lock()
+
+    def render(*args, **kwargs):
+        with lock:
+            name = next(names)
+        if name == "fourth":
+            fourth_started.set()
+        if name == "slow":
+            assert fourth_started.wait(timeout=30), "the fourth version never started"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(versions, "render_version", render)
+    audio = little_song(sr=SR, duration_s=2.0)
+    rendered = _render(audio, 2)
+    assert [r.name for r in rendered] == [name for name, _ in SETS]
+    assert fourth_started.is_set()
