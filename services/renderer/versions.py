@@ -106,16 +106,16 @@ def render_versions(
     # finished versions wait to be handed over in order.
     window = 2 * n_workers
     pending: deque[Future[RenderedAudio]] = deque()
-    todo = iter(sets)
+    remaining = iter(sets)
     try:
-        for name, params in todo:
+        for name, params in remaining:
             pending.append(pool.submit(one, name, params))
             if len(pending) == window:
                 break
         done = 0
         while pending:
             rendered = pending.popleft().result()
-            nxt = next(todo, None)
+            nxt = next(remaining, None)
             if nxt is not None:
                 pending.append(pool.submit(one, *nxt))
             done += 1
