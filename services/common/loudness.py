@@ -128,12 +128,13 @@ def _kweighted_segments(
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def _gained_segments(
     power: np.ndarray, gain: np.ndarray, bounds: np.ndarray
 ) -> np.ndarray:  # pragma: no cover - numba
     """Sum of ``power * gain**2`` (``power`` alone when ``gain`` is empty) over each segment
-    ``[bounds[s], bounds[s + 1])``."""
+    ``[bounds[s], bounds[s + 1])``, in float64. The sums may be reassociated, so they vectorise
+    (a loudness prediction calls this for every trial gain; ~1e-16 relative)."""
     segments = bounds.shape[0] - 1
     out = np.zeros(segments)
     per_frame = gain.shape[0] > 0

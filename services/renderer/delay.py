@@ -80,7 +80,7 @@ def group_delay_at_dc(coefs: np.ndarray) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
-def _feedback_delay(
+def _feedback_delays(
     x: np.ndarray,
     xring: np.ndarray,
     ring: np.ndarray,
@@ -89,45 +89,69 @@ def _feedback_delay(
     feedback: float,
     coefs: np.ndarray,
 ) -> np.ndarray:  # pragma: no cover - numba
-    """Repeats of one line: ``r[t] = x[t - delay] + feedback * LP(r)[t - loop_delay]``.
+    """Repeats of one line per row: ``r[t] = x[t - delay] + feedback * LP(r)[t - loop_delay]``.
 
-    ``x`` is (n,) float64; returns the repeats (n,). The state continues from the previous call
-    and is updated in place (zeros and positions 0 are silence before the first call):
+    ``x`` is (lines, n) float64; returns the repeats (lines, n). Lines go two per loop (their
+    low-pass recursions overlap in the CPU). The state continues from the previous call and is
+    updated in place (zeros and positions 0 are silence before the first call):
 
-    * ``xring`` (delay,): the last ``delay`` inputs, read and overwritten at ``pos[0]``;
-    * ``ring`` (loop_delay,): the filtered repeats on their way round, at ``pos[1]``;
-    * ``z`` (2,): the low-pass's state (transposed direct form II);
-    * ``pos`` (2,) int64: the two ring positions.
+    * ``xring`` (lines, delay): the last ``delay`` inputs, read and overwritten at ``pos[., 0]``;
+    * ``ring`` (lines, loop_delay): the filtered repeats on their way round, at ``pos[., 1]``;
+    * ``z`` (lines, >= 2): the low-pass's state (transposed direct form II);
+    * ``pos`` (lines, 2) int64: the two ring positions (the same for every line).
 
     The state is loaded into registers for the loop and stored back at the end.
     """
-    n = x.shape[0]
+    lines, n = x.shape
     b0, b1, b2, a1, a2 = coefs[0], coefs[1], coefs[2], coefs[3], coefs[4]
-    delay = xring.shape[0]
-    loop_delay = ring.shape[0]
-    y = np.empty(n)
-    z1 = z[0]
-    z2 = z[1]
-    xpos = pos[0]
-    rpos = pos[1]
-    for t in range(n):
-        v = feedback * ring[rpos] + xring[xpos]
-        xring[xpos] = x[t]
-        xpos += 1
-        if xpos == delay:
-            xpos = 0
-        y[t] = v
-        out = b0 * v + z1
-        z1 = b1 * v - a1 * out + z2
-        z2 = b2 * v - a2 * out
-        ring[rpos] = out
-        rpos += 1
-        if rpos == loop_delay:
-            rpos = 0
-    z[0] = z1
-    z[1] = z2
-    pos[0] = xpos
-    pos[1] = rpos
+    delay = xring.shape[1]
+    loop_delay = ring.shape[1]
+    y = np.empty((lines, n))
+    for k in range(0, lines, 2):
+        pair = k + 1 < lines
+        m = k + 1 if pair else k  # an odd last line: its twin's updates are not stored
+        z1 = z[k, 0]
+        z2 = z[k, 1]
+        w1 = z[m, 0]
+        w2 = z[m, 1]
+        xpos = pos[k, 0]
+        rpos = pos[k, 1]
+        xa = xring[k]
+        xb = xring[m]
+        ra = ring[k]
+        rb = ring[m]
+        for t in range(n):
+            v = feedback * ra[rpos] + xa[xpos]
+            u = feedback * rb[rpos] + xb[xpos]
+            if pair:
+                xb[xpos] = x[m, t]
+                y[m, t] = u
+            xa[xpos] = x[k, t]
+            y[k, t] = v
+            xpos += 1
+            if xpos == delay:
+                xpos = 0
+            out = b0 * v + z1
+            z1 = b1 * v - a1 * out + z2
+            z2 = b2 * v - a2 * out
+            vout = b0 * u + w1
+            w1 = b1 * u - a1 * vout + w2
+            w2 = b2 * u - a2 * vout
+            ra[rpos] = out
+            if pair:
+                rb[rpos] = vout
+            rpos += 1
+            if rpos == loop_delay:
+                rpos = 0
+        z[k, 0] = z1
+        z[k, 1] = z2
+        pos[k, 0] = xpos
+        pos[k, 1] = rpos
+        if pair:
+            z[m, 0] = w1
+            z[m, 1] = w2
+            pos[m, 0] = xpos
+            pos[m, 1] = rpos
     return y
 
 
@@ -145,7 +169,7 @@ def _pingpong_delay(
     """Two crossed lines: ``l[t] = x[t - delay] + feedback * LP(r)[t - loop_delay]`` and
     ``r[t] = feedback * LP(l)[t - loop_delay]``; ``x`` is the (n,) mono sum, returns (2, n).
 
-    State as in :func:`_feedback_delay`: ``ring_l`` holds the filtered right repeats on their
+    State as in :func:`_feedback_delays`: ``ring_l`` holds the filtered right repeats on their
     way to the left, ``ring_r`` the filtered left repeats on their way to the right (both at
     ``pos[1]``), ``z`` (4,) both low-passes' states.
     """
@@ -235,18 +259,10 @@ class _DelayLines:
                 self.feedback,
                 self.coefs,
             )
-        wet = np.empty(x.shape)
-        for c in range(x.shape[0]):
-            wet[c] = _feedback_delay(
-                np.ascontiguousarray(x[c]),
-                self.xring[c],
-                self.rings[c],
-                self.z[c],
-                self.pos[c],
-                self.feedback,
-                self.coefs,
-            )
-        return wet
+        return _feedback_delays(
+            np.ascontiguousarray(x), self.xring, self.rings, self.z, self.pos, self.feedback,
+            self.coefs,
+        )  # fmt: skip
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Dry plus scaled repeats of the next block ``x`` (channels, n) float64."""

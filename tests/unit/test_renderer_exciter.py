@@ -17,7 +17,7 @@ from services.renderer.exciter import (
     SATURATOR_BIAS,
     SATURATOR_MAX_SLOPE,
     Exciter,
-    _saturate_row,
+    _forward_biased,
     saturate,
 )
 from services.renderer.filters import CONTEXT_TOLERANCE, zero_phase_sosfilt
@@ -274,13 +274,15 @@ def test_empty_and_single_frame_buffers() -> None:
 
 
 def test_saturator_kernel_is_the_curve() -> None:
-    """The kernel's one-exp tanh, folded into one division, is the curve to a few 1e-16."""
+    """numpy's tanh, then the bias applied by the pass that reads it (through an identity
+    section here), is the curve to a few 1e-16."""
     u = np.concatenate(
         [np.linspace(-40.0, 40.0, 200001), np.geomspace(1e-300, 1.0, 2000), [0.0, -0.0]]
     )
     u = np.concatenate([u, -u])
-    got = u[None, :].copy()
-    _saturate_row(got[0], 0, got.shape[1], math.tanh(SATURATOR_BIAS))
+    got = np.tanh(u)[None, :].copy()
+    identity = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 0.0])
+    _forward_biased(got, identity, math.tanh(SATURATOR_BIAS))
     want = saturate(u, drive_db=0.0)
     assert np.max(np.abs(got[0] - want)) < 1e-15
     assert np.all(got[0][u == 0.0] == 0.0)  # silence stays silent
