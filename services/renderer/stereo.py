@@ -116,10 +116,10 @@ def correlation_window_frames(sample_rate: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _side_into(audio: np.ndarray, out: np.ndarray, offset: int) -> None:
-    """``out[offset + i] = (L[i] - R[i]) / 2``."""
-    for i in range(audio.shape[1]):
-        out[offset + i] = 0.5 * (audio[0, i] - audio[1, i])
+def _side_into(audio: np.ndarray, start: int, stop: int, out: np.ndarray, offset: int) -> None:
+    """``out[offset + i - start] = (L[i] - R[i]) / 2`` for frames ``start <= i < stop``."""
+    for i in range(start, stop):
+        out[offset + i - start] = 0.5 * (audio[0, i] - audio[1, i])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -266,6 +266,7 @@ class StereoEnhancer(Processor):
         bass_mono_hz: float = neutral("stereo_bass_mono_hz"),
     ) -> None:
         self._sos_cache: dict[int, np.ndarray] = {}
+        self._tail_cache: dict[int, int] = {}
         self.width = width
         self.bass_mono_hz = bass_mono_hz
 
@@ -316,21 +317,53 @@ class StereoEnhancer(Processor):
         _, h = sosfreqz(sos, worN=f, fs=sample_rate)
         return 20.0 * np.log10(np.maximum(np.abs(h) ** 2, 1e-300))
 
+    def _side_tail(self, sample_rate: int) -> int:
+        """:func:`~services.renderer.filters.tail_frames` of the zero-phase side high-pass at
+        :data:`SIDE_TAIL_TOLERANCE` (cached)."""
+        sr = check_sample_rate(sample_rate)
+        cached = self._tail_cache.get(sr)
+        if cached is None:
+            sos = self.side_highpass_sos(sr)
+            cached = tail_frames(sos, SIDE_TAIL_TOLERANCE, zero_phase=True)
+            self._tail_cache[sr] = cached
+        return cached
+
     def _side(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-        """The side ``(L - R) / 2``, high-passed when bass mono is on; shape ``(frames,)``."""
+        """The side ``(L - R) / 2``, high-passed when bass mono is on; shape ``(frames,)``.
+
+        The high-pass runs on the two halves of the side at once, each with the filter's tail
+        (:meth:`_side_tail`) of the other half as context, as two rows of one buffer: one row
+        would leave the CPU waiting on its recursion, two independent ones overlap (about half
+        the time). Each half is then off the one-row result by at most
+        :data:`SIDE_TAIL_TOLERANCE` x the peak, the tolerance of a block boundary.
+        """
         sos = self.side_highpass_sos(sample_rate)
         n = audio.shape[1]
         if len(sos) == 0:
             side = np.empty(n)
-            _side_into(audio, side, 0)
+            _side_into(audio, 0, n, side, 0)
             return side
         pad = settle_frames(sos)
-        buf = np.empty((1, n + 2 * pad))  # not np.zeros: see Exciter._render
+        d = self._side_tail(sample_rate)
+        half = n // 2 if n // 2 > 2 * d else 0  # short buffers: one row
+        # Row 0: frames [0, half + d); row 1: frames [half - d, n) (all of it with no split).
+        first = max(half - d, 0)
+        length = n - first
+        rows = 2 if half else 1
+        buf = np.empty((rows, length + 2 * pad))  # not np.zeros: see Exciter._render
         buf[:, :pad] = 0.0
-        buf[:, pad + n :] = 0.0
-        _side_into(audio, buf[0], pad)
+        buf[rows - 1, pad + length :] = 0.0
+        _side_into(audio, first, n, buf[rows - 1], pad)
+        if not half:
+            forward_backward_sosfilt(sos, buf)
+            return buf[0, pad : pad + n]
+        buf[0, pad + half + d :] = 0.0
+        _side_into(audio, 0, half + d, buf[0], pad)
         forward_backward_sosfilt(sos, buf)
-        return buf[0, pad : pad + n]
+        side = np.empty(n)
+        side[:half] = buf[0, pad : pad + half]
+        side[half:] = buf[1, pad + d : pad + d + n - half]
+        return side
 
     def _knots(self, audio: np.ndarray, side: np.ndarray, sample_rate: int) -> np.ndarray:
         """Side gain at the guard's hop boundaries (``hops + 1`` values)."""
@@ -385,7 +418,7 @@ class StereoEnhancer(Processor):
         then every hop, window and knot of a block is the whole buffer's.
         """
         sr = check_sample_rate(sample_rate)
-        d = tail_frames(self.side_highpass_sos(sr), SIDE_TAIL_TOLERANCE, zero_phase=True)
+        d = self._side_tail(sr)
         if self.width <= 1.0:
             return Context(history=d, lookahead=d)
         hop = guard_hop_frames(sr)
@@ -397,9 +430,11 @@ class StereoEnhancer(Processor):
 
     def reset(self) -> None:
         self._sos_cache.clear()
+        self._tail_cache.clear()
 
     def _parameters_changed(self) -> None:
         self._sos_cache.clear()
+        self._tail_cache.clear()
 
     def _process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         if self.is_bypass or audio.shape[0] != 2:
