@@ -275,6 +275,50 @@ def test_saturation_with_ratio_one_leaves_the_gain_alone() -> None:
     assert np.all(sat.gain_reduction_db(x, SR) == 0)
 
 
+def test_oversampling_taps_are_symmetric_as_the_kernel_assumes() -> None:
+    """The saturation kernel folds the interpolator's phases by their symmetry."""
+    from services.renderer.vintage_compressor import _oversampling_taps
+
+    up, down = _oversampling_taps()
+    assert np.array_equal(up[0], up[0, ::-1])
+    assert np.all(up[1:, 0] == 0)
+    assert np.array_equal(up[2, 1:], up[2, :0:-1])
+    assert np.array_equal(up[3, 1:], up[1, :0:-1])
+    np.testing.assert_allclose(up, 4 * down[:, ::-1], rtol=1e-6)
+
+
+@pytest.mark.parametrize(("drive_db", "even_pct"), [(6.0, 50.0), (24.0, 0.0), (12.0, 100.0)])
+@pytest.mark.parametrize("frames", [1, 17, 2048, 5000])
+def test_saturation_matches_a_direct_polyphase_reference(
+    drive_db: float, even_pct: float, frames: int, rng: np.random.Generator
+) -> None:
+    """The saturation stage against a plain float64 polyphase computation with the same taps:
+    interpolate every phase, waveshape, decimate, DC-block (block edges, signal edges, the
+    folded phases)."""
+    from scipy.signal import lfilter
+
+    from services.renderer import vintage_compressor as module
+
+    x = rng.uniform(-1.0, 1.0, (2, frames))
+    up, down = (t.astype(np.float64) for t in module._oversampling_taps())
+    reach = module._FIR_REACH
+    drive = module.DRIVE_REFERENCE_GAIN * 10 ** (drive_db / 20)
+    out_gain = module._output_gain(drive, even_pct) / drive
+    padded = np.pad(x, ((0, 0), (2 * reach, 2 * reach)))
+    span = frames + 2 * reach  # oversampled samples from -reach to frames + reach
+    width = 2 * reach + 1
+    y = np.zeros((2, frames))
+    for p in range(module.OVERSAMPLING):
+        v = sum(up[p, j] * padded[:, j : j + span] for j in range(width))
+        d = out_gain * waveshape(drive * v, even_pct=even_pct) - v
+        y += sum(down[p, j] * d[:, j : j + frames] for j in range(width))
+    pole = np.exp(-2 * np.pi * module.DC_BLOCK_HZ / SR)
+    gain = 0.5 * (1 + pole)
+    expected = x + lfilter([gain, -gain], [1.0, -pole], y, axis=1)
+    got = VintageCompressor(drive_db=drive_db, even_pct=even_pct).saturate(x, SR)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-6)
+
+
 # --- bypass, parameters, robustness -----------------------------------------------------------
 
 
