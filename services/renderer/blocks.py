@@ -19,9 +19,10 @@ The chain's processors split in two runs:
 
 Blocks are converted to float64 once and stay float64 between processors; the output is written
 into one float32 array. Peak memory is the input, the output and a few block-sized buffers,
-whatever the file's length. Block starts, histories and block sizes are multiples of the least
-common multiple of the processors' grids, so a processor that updates a control value every
-``N`` frames sees the same grid in every block as in the whole buffer.
+whatever the file's length (reused heap memory, not fresh pages: see
+:mod:`services.renderer.allocator`). Block starts, histories and block sizes are multiples of
+the least common multiple of the processors' grids, so a processor that updates a control value
+every ``N`` frames sees the same grid in every block as in the whole buffer.
 
 With no bounded context (a processor whose :meth:`~services.renderer.processor.Processor.context`
 is ``None``), the context run is rendered in one block: correct, only not memory-bounded.
@@ -34,6 +35,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from services.renderer.allocator import keep_block_buffers
 from services.renderer.processor import BlockStream, Context, Processor, Resumable
 
 #: Default block length. Long enough that the contexts (typically under a second) cost little;
@@ -92,6 +94,7 @@ def render_blocks(
     -------
     np.ndarray, shape (channels, frames), float32
     """
+    keep_block_buffers()  # block-sized buffers are reused heap memory, not fresh pages
     channels, frames = audio.shape
     if out is None:
         out = np.empty((channels, frames), dtype=np.float32)

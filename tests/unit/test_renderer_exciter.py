@@ -14,6 +14,7 @@ from scipy.signal import sosfiltfilt
 from services.common.errors import InvalidParameterError
 from services.common.params import BY_NAME, defaults
 from services.renderer.exciter import (
+    FOLD_MIN_MARGINS,
     SATURATOR_BIAS,
     SATURATOR_MAX_SLOPE,
     Exciter,
@@ -286,6 +287,21 @@ def test_saturator_kernel_is_the_curve() -> None:
     want = saturate(u, drive_db=0.0)
     assert np.max(np.abs(got[0] - want)) < 1e-15
     assert np.all(got[0][u == 0.0] == 0.0)  # silence stays silent
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("freq", [1000.0, 12000.0])
+def test_a_folded_buffer_is_the_one_pass_render(channels: int, freq: float) -> None:
+    """A long mono or stereo buffer is rendered as its two halves side by side (each with the
+    context of the other as a margin): within CONTEXT_TOLERANCE x peak of the rows rendered
+    one pass each, on loud noise at full drive and mix."""
+    ex = Exciter(freq_hz=freq, drive_db=24.0, mix_pct=100.0)
+    x = np.clip(np.random.default_rng(5).standard_normal((channels, SR)), -1.0, 1.0)
+    assert x.shape[1] // 2 > FOLD_MIN_MARGINS * ex.context(SR).history  # it folds
+    folded = ex._render(x, SR, dry_gain=1.0, gain=1.0, out=np.empty(x.shape))
+    rows = ex._render_rows(x, SR, dry_gain=1.0, gain=1.0, out=np.empty(x.shape))
+    assert np.max(np.abs(folded - rows)) <= CONTEXT_TOLERANCE
+    assert np.max(np.abs(folded - rows)) > 0.0  # the halves really were cut
 
 
 @pytest.mark.parametrize("freq", [1000.0, 3000.0, 12000.0])
