@@ -243,6 +243,7 @@ class TruePeakLimiter(Processor):
         ceiling: float | None = None,
         gain: float = 1.0,
         out: np.ndarray | None = None,
+        envelope_peak: float | None = None,
     ) -> np.ndarray:
         """Gain curve that limits ``gain * audio`` to ``ceiling``, from the envelope of ``audio``.
 
@@ -258,6 +259,8 @@ class TruePeakLimiter(Processor):
             Linear gain applied before the limiter.
         out : np.ndarray, shape (frames,), float32 or float64, optional
             Where to write the curve (a new float32 array by default).
+        envelope_peak : float, optional
+            ``envelope.max()`` when the caller has it (a loudness search calls this many times).
 
         Returns
         -------
@@ -265,7 +268,9 @@ class TruePeakLimiter(Processor):
         """
         if out is None:
             out = np.empty(envelope.shape[0], dtype=np.float32)
-        peak = float(envelope.max()) * gain if envelope.size else 0.0
+        if envelope_peak is None:
+            envelope_peak = float(envelope.max()) if envelope.size else 0.0
+        peak = envelope_peak * gain
         if ceiling is None:
             if peak <= self.limit_linear:
                 out[:] = 1.0
@@ -290,6 +295,7 @@ class TruePeakLimiter(Processor):
         gain: float = 1.0,
         curve: np.ndarray | None = None,
         out: np.ndarray | None = None,
+        envelope_peak: float | None = None,
     ) -> tuple[np.ndarray, float]:
         """Limit ``gain * audio`` and report the output's true peak (what :meth:`process` does,
         plus the figure).
@@ -310,6 +316,8 @@ class TruePeakLimiter(Processor):
             needed.
         out : np.ndarray, shape (channels, frames), float32, optional
             Buffer for the result (a loop rendering many candidates reuses its buffers).
+        envelope_peak : float, optional
+            ``envelope.max()`` when the caller has it (with ``envelope``).
 
         Returns
         -------
@@ -318,8 +326,28 @@ class TruePeakLimiter(Processor):
         true_peak : float
             Linear 4x-oversampled true peak of the returned audio (measured), <= the ceiling.
         """
-        x = checked_audio(audio)
-        sample_rate = check_sample_rate(sample_rate)
+        return self._limit(
+            checked_audio(audio),
+            check_sample_rate(sample_rate),
+            envelope=envelope,
+            gain=gain,
+            curve=curve,
+            out=out,
+            envelope_peak=envelope_peak,
+        )
+
+    def _limit(
+        self,
+        x: np.ndarray,
+        sample_rate: int,
+        *,
+        envelope: np.ndarray | None = None,
+        gain: float = 1.0,
+        curve: np.ndarray | None = None,
+        out: np.ndarray | None = None,
+        envelope_peak: float | None = None,
+    ) -> tuple[np.ndarray, float]:
+        """:meth:`limit` of audio already checked (:func:`checked_audio`) at a checked rate."""
         gain = float(gain)
         if not math.isfinite(gain) or gain <= 0.0:
             raise ValueError(f"gain must be positive and finite, got {gain!r}")
@@ -331,7 +359,9 @@ class TruePeakLimiter(Processor):
         env = oversampled_peak_envelope_f32(x) if envelope is None else envelope
         if env.shape != (x.shape[1],):
             raise ValueError(f"envelope has shape {env.shape}, expected ({x.shape[1]},)")
-        if env.size == 0 or float(env.max()) * gain <= limit:
+        if envelope_peak is None or envelope is None:
+            envelope_peak = float(env.max()) if env.size else 0.0
+        if env.size == 0 or envelope_peak * gain <= limit:
             # No limiting needed: a constant gain (none at all for gain 1). float32 rounding
             # moves a sample by < 1e-7 relative, but measure rather than predict.
             peak = gained_true_peak(x, scale=gain, out=out)
@@ -339,12 +369,21 @@ class TruePeakLimiter(Processor):
                 return out, peak
         target = limit * (1.0 - _FIRST_ROUND_HEADROOM)
         if curve is None:
-            curve = self.gain_curve(env, sample_rate, ceiling=target, gain=gain)
+            curve = self.gain_curve(
+                env, sample_rate, ceiling=target, gain=gain, envelope_peak=envelope_peak
+            )
         elif curve.shape != (x.shape[1],) or curve.dtype != np.float32:
             raise ValueError(f"curve must be float32 with shape ({x.shape[1]},)")
         for round_ in range(_MAX_ROUNDS):
             if round_ > 0:
-                self.gain_curve(env, sample_rate, ceiling=target, gain=gain, out=curve)
+                self.gain_curve(
+                    env,
+                    sample_rate,
+                    ceiling=target,
+                    gain=gain,
+                    out=curve,
+                    envelope_peak=envelope_peak,
+                )
             peak = gained_true_peak(x, scale=gain, gain=curve, out=out)
             if peak <= limit:
                 return out, peak

@@ -131,7 +131,13 @@ class _LoudnessPredictor:
                 # No limiting: exact.
                 value = loudness_of_power(self.power, self.sample_rate, scale=gain)
             else:
-                limiter.gain_curve(self.envelope, self.sample_rate, gain=gain, out=self._curve)
+                limiter.gain_curve(
+                    self.envelope,
+                    self.sample_rate,
+                    gain=gain,
+                    out=self._curve,
+                    envelope_peak=self.peak,
+                )
                 self._curve_key = key
                 value = loudness_of_power(
                     self.power, self.sample_rate, gain=self._curve, scale=gain
@@ -317,7 +323,7 @@ def master(
     if input_lufs <= SILENT_LUFS or input_peak <= 0.0:
         # Nothing to normalise: keep the level, only enforce the ceiling.
         limiter = limiters[RELEASE_STEPS_MS[0]]
-        y, peak = limiter.limit(x, sr, envelope=envelope)
+        y, peak = limiter._limit(x, sr, envelope=envelope, envelope_peak=input_peak)
         return MasteringResult(
             y, integrated_loudness(y, sr), _dbtp(peak), 0.0, limiter.release_ms, 1
         )
@@ -335,10 +341,11 @@ def master(
         rendered.add((release_ms, gain_db))
         if spare is None:
             spare = np.empty(x.shape, dtype=np.float32)
-        y, peak = limiters[release_ms].limit(
+        y, peak = limiters[release_ms]._limit(
             x,
             sr,
             envelope=envelope,
+            envelope_peak=input_peak,
             gain=10.0 ** (gain_db / 20.0),
             curve=predict.curve(release_ms, gain_db),
             out=spare,
