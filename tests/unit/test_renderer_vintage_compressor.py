@@ -6,6 +6,8 @@ of hertz, so the FFT bin of ``f`` Hz is ``f`` and no window is needed.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -120,6 +122,75 @@ def test_detector_is_stereo_linked() -> None:
     reduction = [rms_db(x[c, -SR:]) - rms_db(y[c, -SR:]) for c in (0, 1)]
     assert reduction[1] == pytest.approx(reduction[0], abs=0.01)
     assert reduction[0] > 10.0
+
+
+def _reference_curve(level_db: float, threshold_db: float, ratio: float) -> float:
+    """The documented static curve, one level at a time, with libm's logarithm."""
+    over = level_db - threshold_db
+    half = KNEE_DB / 2
+    slope = 1 - 1 / ratio
+    if over <= -half:
+        return 0.0
+    if over <= half:
+        return slope * (over + half) ** 2 / (2 * KNEE_DB)
+    u = over - half
+    a = ratio - 1
+    return slope * half + u - (VARI_MU_DB / a) * math.log(1 + a * u / (VARI_MU_DB * ratio))
+
+
+@pytest.mark.parametrize("ratio", [1.2, 2.0, 4.0, 20.0])
+def test_static_curve_matches_the_formula_level_by_level(ratio: float) -> None:
+    """The vectorised curve (numpy's logarithm on whole arrays) is the formula to rounding, at
+    the knee's edges, below it (silence included) and far above it, in any array shape."""
+    thr = -24.0
+    half = KNEE_DB / 2
+    levels = np.concatenate(
+        [
+            [-np.inf, -300.0, thr - half, thr - half + 1e-9, thr, thr + half, thr + half + 1e-9],
+            np.linspace(-80.0, 40.0, 4801),
+        ]
+    )
+    before = levels.copy()
+    expected = np.array([_reference_curve(v, thr, ratio) for v in levels])
+    got = vintage_gain_reduction_db(levels, threshold_db=thr, ratio=ratio)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(levels, before)  # the input is untouched
+    grid = levels[7:4807].reshape(40, -1).T  # 2-D, not contiguous
+    curved = vintage_gain_reduction_db(grid, threshold_db=thr, ratio=ratio)
+    np.testing.assert_array_equal(curved, got[7:4807].reshape(40, -1).T)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_detector_target_is_the_curve_at_the_louder_channels_rms_level(
+    channels: int, rng: np.random.Generator
+) -> None:
+    """The RMS detector and the static curve, checked against lfilter and the formula: each
+    channel's mean square by a one-pole filter from zero, the louder one read as
+    ``10 log10(2 ms)``, through the curve. Silence (-inf dB), quiet passages below the knee,
+    the knee and heavy reduction all occur; a quiet signal takes the no-reduction shortcut. The
+    public curve at the same levels agrees: the processor applies what it documents."""
+    from scipy.signal import lfilter
+
+    from services.renderer.compressor import time_constant_coef
+    from services.renderer.vintage_compressor import _detector_target
+
+    frames = 6000
+    envelope = np.repeat([0.0, 1e-4, 0.05, 0.3, 2.0, 0.0, 0.01], frames // 6)[:frames]
+    x = rng.standard_normal((channels, frames)) * envelope
+    x[:, :100] = 0.0
+    coef = time_constant_coef(2.0, SR)
+    mean_square = lfilter([1 - coef], [1, -coef], x * x, axis=1)
+    with np.errstate(divide="ignore"):
+        level = 10 * np.log10(2 * mean_square.max(axis=0))
+    for thr, ratio in ((-30.0, 4.0), (-12.0, 2.0), (-60.0, 10.0)):
+        expected = np.array([_reference_curve(v, thr, ratio) for v in level])
+        got = _detector_target(x, coef, thr, ratio, np.empty(frames))
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-11)
+        public = vintage_gain_reduction_db(level, threshold_db=thr, ratio=ratio)
+        np.testing.assert_allclose(got, public, rtol=0, atol=1e-11)
+        assert np.all(got[:100] == 0.0)
+    quiet = _detector_target(x * 1e-3, coef, 0.0, 4.0, np.empty(frames))
+    np.testing.assert_array_equal(quiet, 0.0)
 
 
 # --- ballistics ---------------------------------------------------------------------------
@@ -460,6 +531,15 @@ def test_blocks_match_after_a_loud_passage_at_the_lowest_threshold(drive_db: flo
     for extra in (-32, 0, 32):  # the second block's extent starts at the step, or just around it
         blocked = render_blocks([comp], x, SR, block_frames=SR + history + extra)
         np.testing.assert_allclose(blocked, whole, rtol=0, atol=BLOCK_TOLERANCE)
+
+
+def test_detector_kernels_are_serial() -> None:
+    """The RMS detector's and the static curve's kernels are serial and release the GIL too."""
+    from services.renderer import vintage_compressor as module
+
+    for name in ("_detector_power", "_subtract_vari_mu"):
+        options = getattr(module, name).targetoptions
+        assert not options.get("parallel", False) and options.get("nogil", False), name
 
 
 def test_kernels_are_serial() -> None:
