@@ -139,7 +139,9 @@ def render_blocks(
             new_hi = min(frames, stop + lookahead[i + 1])
             x = np.ascontiguousarray(y[:, new_lo - lo : new_hi - lo], dtype=np.float64)
             lo, hi = new_lo, new_hi
-        for stream in streams:
-            x = np.ascontiguousarray(stream(x), dtype=np.float64)
+        for k, stream in enumerate(streams):
+            y = stream(x)
+            # float64 between processors; the last one's result goes straight into `out`.
+            x = y if k == len(streams) - 1 else np.ascontiguousarray(y, dtype=np.float64)
         out[:, start:stop] = x
     return out
