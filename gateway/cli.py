@@ -3,6 +3,7 @@
 mixpilot mix SONG -o OUTDIR      the embedded pipeline (no servers)
 mixpilot analyze SONG [--json]   print the analysis
 mixpilot serve                   gateway + all stages in one process (in-memory bus, SQLite)
+mixpilot generate --genre G --seed N -o DIR   a generated multitrack song with ground truth
 mixpilot analyzer|predictor|renderer|gateway   one distributed service (env: MIXPILOT_*)
 """
 
@@ -57,6 +58,20 @@ def _parser() -> argparse.ArgumentParser:
     an = sub.add_parser("analyze", help="print the musical analysis of a song")
     an.add_argument("song", type=Path)
     an.add_argument("--json", action="store_true", help="the analysis object as JSON")
+
+    gen = sub.add_parser(
+        "generate", help="render a generated multitrack song with its ground truth (songgen)"
+    )
+    gen.add_argument(
+        "--genre", required=True, help="pop, rock, electronic, jazz or ballad"
+    )  # validated by the generator, so a bad genre is one line, like every other error
+    gen.add_argument("--seed", type=int, required=True, help="same seed, same audio")
+    gen.add_argument("-o", "--outdir", type=Path, required=True)
+    gen.add_argument("--key", default=None, help='e.g. "A minor", "F# major" (default: seeded)')
+    gen.add_argument("--tempo", type=float, default=None, help="BPM (default: seeded)")
+    gen.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
+    gen.add_argument("--sample-rate", type=int, default=44100, help="Hz (default 44100)")
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sub.add_parser("serve", help="gateway and all stages in one process")
     for role in ("analyzer", "predictor", "renderer", "gateway"):
@@ -142,6 +157,56 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generate(args: argparse.Namespace) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from services.predictor.songgen import generate_song, write_song
+
+    settings = load_settings()
+    started = time.perf_counter()
+    bars: list[tqdm] = []  # opened on the first progress report, after the arguments are checked
+
+    def progress(what: str, fraction: float) -> None:
+        if not bars:
+            bars.append(
+                tqdm(
+                    total=100,
+                    disable=args.quiet,
+                    unit="%",
+                    file=sys.stderr,
+                    bar_format="{desc:<28} {bar} {n:.0f}% [{elapsed}]",
+                )
+            )
+        bars[0].set_description_str(what)
+        bars[0].update(100 * fraction - bars[0].n)
+
+    try:
+        song = generate_song(
+            args.genre,
+            args.seed,
+            key=args.key,
+            tempo_bpm=args.tempo,
+            duration_s=args.duration,
+            sample_rate=args.sample_rate,
+            soundfont=settings.soundfont,
+            progress=progress,
+        )
+    finally:
+        for b in bars:
+            b.close()
+    write_song(song, args.outdir)
+    t = song.truth
+    print(
+        f"{t['genre']} seed {t['seed']}: {t['tempo_bpm']:g} BPM, {t['key']}, "
+        f"{t['time_signature']}, {t['duration_s']:g} s, {len(t['stems'])} stems "
+        f"({', '.join(t['stems'])}), {t['mix']['loudness_lufs']:.1f} LUFS -> {args.outdir} "
+        f"({time.perf_counter() - started:.1f} s)"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -149,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _mix(args)
         if args.command == "analyze":
             return _analyze(args)
+        if args.command == "generate":
+            return _generate(args)
         if args.command == "serve":
             from gateway.runtime import run_serve
 

@@ -14,13 +14,17 @@ apt_pkgs=()
 # Debian's interpreter (Triton's Python backend links libpython3.11 from it; see docs/operations).
 [ -x /usr/bin/python3.11 ] || apt_pkgs+=(python3.11)
 /usr/bin/python3.11 -c "import venv, ensurepip" 2>/dev/null || apt_pkgs+=(python3.11-venv)
+# The song generator (services/predictor/songgen) renders MIDI with the fluidsynth program and a
+# General MIDI soundfont (training and test audio only; see docs/songgen.md).
+command -v fluidsynth >/dev/null 2>&1 || apt_pkgs+=(fluidsynth)
+[ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] || apt_pkgs+=(timgm6mb-soundfont)
 if [ "$want_test" = 1 ]; then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_pkgs+=(postgresql)
 fi
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then
   echo "== apt-get install ${apt_pkgs[*]}"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_pkgs[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
 fi
 # The Debian postgresql package starts a cluster; the tests run their own throwaway clusters.
 

@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(3, ge=1)
     grace_s: float = Field(10.0, ge=0.0, description="graceful shutdown time for in-flight work")
 
+    # Song generator (`mixpilot generate`: training and test audio only).
+    soundfont: str | None = Field(
+        None,
+        description="path of a General MIDI .sf2 for `mixpilot generate`; unset = the Debian"
+        " soundfonts (/usr/share/sounds/sf2/TimGM6mb.sf2, then FluidR3_GM.sf2)",
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
 
