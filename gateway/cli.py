@@ -4,6 +4,8 @@ mixpilot mix SONG -o OUTDIR      the embedded pipeline (no servers)
 mixpilot analyze SONG [--json]   print the analysis
 mixpilot serve                   gateway + all stages in one process (in-memory bus, SQLite)
 mixpilot generate --genre G --seed N -o DIR   a generated multitrack song with ground truth
+mixpilot train --model NAME      train one mix model on generated songs (weights + plot)
+mixpilot evaluate                the models against the baselines on held-out songs
 mixpilot analyzer|predictor|renderer|gateway   one distributed service (env: MIXPILOT_*)
 """
 
@@ -72,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
     gen.add_argument("--sample-rate", type=int, default=44100, help="Hz (default 44100)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    from services.predictor.training.commands import add_evaluate_arguments, add_train_arguments
+
+    add_train_arguments(sub.add_parser("train", help="train one mix model on generated songs"))
+    add_evaluate_arguments(
+        sub.add_parser("evaluate", help="score the mix models on held-out generated songs")
+    )
 
     sub.add_parser("serve", help="gateway and all stages in one process")
     for role in ("analyzer", "predictor", "renderer", "gateway"):
@@ -216,6 +225,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _analyze(args)
         if args.command == "generate":
             return _generate(args)
+        if args.command in ("train", "evaluate"):
+            from services.predictor.training import commands
+
+            return (
+                commands.run_train(args) if args.command == "train" else commands.run_evaluate(args)
+            )
         if args.command == "serve":
             from gateway.runtime import run_serve
 

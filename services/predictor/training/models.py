@@ -30,11 +30,10 @@ from torch import Tensor, nn
 
 from services.predictor import features
 from services.predictor.features import CLIP_S, CONTEXT_SIZE, N_MELS
+from services.predictor.training.config import MODEL_NAMES
 
 #: Spectrogram frames of one :data:`~services.predictor.features.CLIP_S`-second clip (345).
 CLIP_FRAMES = features.frames_for(CLIP_S)
-#: The names :func:`build_model` knows, in order of complexity.
-MODEL_NAMES: tuple[str, ...] = ("baseline_cnn", "enhanced_cnn", "ast")
 
 
 class MixModel(nn.Module):

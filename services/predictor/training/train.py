@@ -24,37 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from services.predictor.training.config import TrainConfig
 from services.predictor.training.dataset import VERSION as DATA_VERSION
 from services.predictor.training.dataset import Examples
-from services.predictor.training.models import MODEL_NAMES, build_model, count_parameters
+from services.predictor.training.models import build_model, count_parameters
 from services.predictor.training.targets import LEARNED
-
-#: Per-model learning rates (the transformer wants a gentler one).
-LEARNING_RATES = {"baseline_cnn": 2e-3, "enhanced_cnn": 2e-3, "ast": 5e-4}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides a training run (logged in the checkpoint)."""
-
-    model: str
-    train_songs: int = 600
-    validation_songs: int = 60
-    epochs: int = 12
-    batch_size: int = 32
-    learning_rate: float | None = None  # None: LEARNING_RATES[model]
-    weight_decay: float = 1e-4
-    seed: int = 0
-    threads: int = 2
-    max_minutes: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.model not in MODEL_NAMES:
-            raise ValueError(f"unknown model {self.model!r}; expected one of {MODEL_NAMES}")
-
-    @property
-    def lr(self) -> float:
-        return self.learning_rate if self.learning_rate is not None else LEARNING_RATES[self.model]
 
 
 @dataclass
@@ -138,7 +112,7 @@ def train(
             loss.backward()
             optimiser.step()
             schedule.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses[-20:]):.4f}")
