@@ -42,6 +42,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes building the data")
     parser.add_argument("--weights", type=Path, default=None, help="default: the shipped ones")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument(
+        "--cards", type=Path, default=None, help="write a model card per model into this folder"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -123,10 +126,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from services.predictor.weights import load_model
 
     models = {}
+    metas = {}
     train_mean = None
     for name in args.models:
         model, meta = load_model(name, args.weights)
         models[name] = model
+        metas[name] = meta
         if train_mean is None:
             train_mean = np.asarray(meta["train_mean"], dtype=np.float32)
     assert train_mean is not None
@@ -159,4 +164,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
             for name, s in results.items()
         }
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    if args.cards is not None:
+        from services.predictor.training.cards import model_card
+
+        args.cards.mkdir(parents=True, exist_ok=True)
+        command = f"mixpilot evaluate --models {' '.join(models)} --test-songs {args.test_songs} "
+        command += f"--audio-items {args.audio_items}"
+        for name in models:
+            card = model_card(
+                name, metas[name], results, test_songs=args.test_songs, command=command
+            )
+            (args.cards / f"{name}.md").write_text(card)
     return 0
