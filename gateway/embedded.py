@@ -16,6 +16,7 @@ from services.analyzer.analysis import analyze
 from services.common.audio_io import encode_audio, read_audio
 from services.common.jobs import new_envelope, new_job_id
 from services.common.report import build_report, version_file
+from services.predictor.inference import ai_predictions
 from services.predictor.strategy import strategy_params
 from services.renderer.versions import render_versions, rendered_message, version_sets
 
@@ -76,9 +77,9 @@ def mix_file(
 
     progress("predicting", 0.35)
     start = time.perf_counter()
-    job.predictions.append(
-        pb.MixParams(version="strategy", values=strategy_params(job.analysis), source="rules")
-    )
+    strategy = strategy_params(job.analysis)
+    job.predictions.append(pb.MixParams(version="strategy", values=strategy, source="rules"))
+    job.predictions.extend(ai_predictions(audio, sr, job.analysis, strategy))
     job.timings_s["predict_s"] = time.perf_counter() - start
 
     start = time.perf_counter()

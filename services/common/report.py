@@ -4,6 +4,7 @@ REPORT_SCHEMA when a field changes meaning (adding fields keeps the version)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from mixpilot.v1 import mixpilot_pb2 as pb
@@ -26,6 +27,21 @@ def version_file(name: str, ext: str = "wav") -> str:
     return f"{name}.{ext}"
 
 
+def model_block(params: pb.MixParams, strategy: Mapping[str, float]) -> dict[str, Any]:
+    """Per parameter the model predicts: its raw value, the refined value rendered, the
+    strategy's value, and what the refinement did (``null``: kept as predicted)."""
+    return {
+        name: {
+            "raw": round(params.raw[name], 4),
+            "refined": round(params.values[name], 4),
+            "strategy": round(strategy[name], 4) if name in strategy else None,
+            "refinement": params.refinements.get(name),
+        }
+        for name in BY_NAME
+        if name in params.raw
+    }
+
+
 def build_report(job: pb.JobEnvelope) -> dict[str, Any]:
     """The report of a rendered job (``job.outputs`` filled)."""
     inp = job.input
@@ -35,6 +51,8 @@ def build_report(job: pb.JobEnvelope) -> dict[str, Any]:
         sum(v for k, v in job.timings_s.items() if k in ("analyze_s", "predict_s", "render_s")), 4
     )
     versions: dict[str, Any] = {}
+    predicted = {p.version: p for p in job.predictions}
+    strategy = predicted["strategy"].values if "strategy" in predicted else {}
     for out in job.outputs:
         versions[out.name] = {
             "label": VERSION_LABELS.get(out.name, out.name),
@@ -48,6 +66,9 @@ def build_report(job: pb.JobEnvelope) -> dict[str, Any]:
             "true_peak_dbtp": round(out.true_peak_dbtp, 2),
             "render_s": round(out.render_s, 4),
         }
+        source = predicted.get(out.name)
+        if source is not None and source.raw:
+            versions[out.name]["model"] = model_block(source, strategy)
     return {
         "schema": REPORT_SCHEMA,
         "job_id": job.job_id,

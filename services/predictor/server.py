@@ -6,6 +6,7 @@ import grpc
 
 from mixpilot.v1 import mixpilot_pb2 as pb
 from mixpilot.v1 import mixpilot_pb2_grpc as pb_grpc
+from services.common.blobstore import BlobStore
 from services.common.grpc_server import map_errors
 from services.predictor.stage import predict_job
 
@@ -13,11 +14,16 @@ SERVICE_NAME = "mixpilot.v1.Predictor"
 
 
 class PredictorServicer(pb_grpc.PredictorServicer):
+    def __init__(self, *, blobs: BlobStore, max_duration_s: float) -> None:
+        self._blobs = blobs
+        self._max_duration_s = max_duration_s
+
     @map_errors
     def Predict(  # noqa: N802 - gRPC method name
         self, request: pb.PredictRequest, context: grpc.ServicerContext
     ) -> pb.PredictResponse:
-        return pb.PredictResponse(job=predict_job(request.job))
+        job = predict_job(request.job, blobs=self._blobs, max_duration_s=self._max_duration_s)
+        return pb.PredictResponse(job=job)
 
 
 def register(servicer: PredictorServicer):  # type: ignore[no-untyped-def]

@@ -1,25 +1,41 @@
-"""The predictor stage on a job envelope: parameter sets from the analysis. Shared by the gRPC
-server and the Kafka worker. (The neural models join in a later issue.)"""
+"""The predictor stage on a job envelope: the strategy's parameter set from the analysis, and the
+three models' AI versions from the audio (:mod:`services.predictor.inference`). Shared by the gRPC
+server and the Kafka worker."""
 
 from __future__ import annotations
 
 from mixpilot.v1 import mixpilot_pb2 as pb
+from services.common.audio_io import read_audio
+from services.common.blobstore import BlobStore
 from services.common.errors import InvalidMessageError
 from services.common.jobs import Stopwatch
+from services.predictor.inference import AI_VERSIONS, ai_predictions
 from services.predictor.strategy import strategy_params
 
 
-def predict_job(job: pb.JobEnvelope) -> pb.JobEnvelope:
-    """Return a copy of ``job`` with ``predictions`` (replaced, so a redelivery is idempotent)."""
+def wanted_models(options: pb.JobOptions) -> list[str]:
+    """The models whose AI versions ``options`` asks for (all when it names no versions)."""
+    wanted = set(options.versions)
+    return [m for m, v in AI_VERSIONS.items() if not wanted or v in wanted]
+
+
+def predict_job(job: pb.JobEnvelope, *, blobs: BlobStore, max_duration_s: float) -> pb.JobEnvelope:
+    """Return a copy of ``job`` with ``predictions`` (replaced, so a redelivery is idempotent):
+    ``strategy`` first, then ``ai_<model>`` for every wanted model."""
     if not job.HasField("analysis") or job.analysis.sample_rate == 0:
         raise InvalidMessageError("job envelope reached the predictor without an analysis")
     clock = Stopwatch()
+    strategy = strategy_params(job.analysis)
     out = pb.JobEnvelope()
     out.CopyFrom(job)
     del out.predictions[:]
-    out.predictions.append(
-        pb.MixParams(version="strategy", values=strategy_params(job.analysis), source="rules")
-    )
+    out.predictions.append(pb.MixParams(version="strategy", values=strategy, source="rules"))
+    models = wanted_models(job.options)
+    if models:
+        if not job.input.uri:
+            raise InvalidMessageError("job envelope reached the predictor without its input audio")
+        audio, sr, _ = read_audio(blobs.get_bytes(job.input.uri), max_duration_s=max_duration_s)
+        out.predictions.extend(ai_predictions(audio, sr, job.analysis, strategy, models))
     out.stage = pb.STAGE_PREDICTED
     out.timings_s["predict_s"] = clock.elapsed_s
     return out

@@ -23,6 +23,7 @@ from mixpilot.v1 import mixpilot_pb2 as pb
 from mixpilot.v1 import mixpilot_pb2_grpc as pb_grpc
 from services.common.bus import DLQ, RENDERED, KafkaBus
 from services.common.loudness import integrated_loudness, true_peak_dbtp
+from services.predictor.inference import AI_VERSIONS
 from tests.cluster import Cluster, running_cluster
 from tests.infra import wait_until
 from tests.signals import little_song
@@ -96,7 +97,8 @@ def test_job_round_trip_over_rest(cluster: Cluster) -> None:
     report = httpx.get(f"{cluster.gateway_url}/v1/jobs/{job['job_id']}/report", timeout=10).json()
     assert report["analysis"]["sample_rate"] == sr
     assert abs(report["analysis"]["tempo_bpm"] - 120.0) < 2.4
-    assert set(report["versions"]) == {"original", "strategy"}
+    assert set(report["versions"]) == {"original", "strategy", *AI_VERSIONS.values()}
+    assert report["versions"]["ai_enhanced_cnn"]["model"]["stereo_width"]["raw"] > 0
     for name in report["versions"]:
         r = httpx.get(f"{cluster.gateway_url}/v1/jobs/{job['job_id']}/outputs/{name}", timeout=30)
         assert r.status_code == 200
@@ -167,7 +169,9 @@ def test_stages_answer_grpc_directly(cluster: Cluster) -> None:
         .job
     )
     names = [o.name for o in rendered.outputs]
-    assert names == ["original", "strategy", "user"]
+    assert names == ["original", "strategy", *AI_VERSIONS.values(), "user"]
+    ai = {p.version: p for p in predicted.predictions if p.raw}
+    assert list(ai) == list(AI_VERSIONS.values())
     for o in rendered.outputs:
         assert abs(o.loudness_lufs - (-16.0)) <= 0.5 and o.true_peak_dbtp <= -1.0
 

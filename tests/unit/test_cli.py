@@ -13,6 +13,8 @@ import pytest
 import soundfile as sf
 
 from gateway.cli import main
+from services.predictor.inference import AI_VERSIONS
+from services.predictor.training.targets import LEARNED
 from services.common.loudness import integrated_loudness, true_peak_dbtp
 from tests.signals import little_song, write_audio_file
 
@@ -20,7 +22,7 @@ from tests.signals import little_song, write_audio_file
 def _check_outputs(outdir: Path, n_frames: int, sr: int, target: float) -> dict:
     report = json.loads((outdir / "report.json").read_text())
     assert report["schema"] == "mixpilot.report/1"
-    assert set(report["versions"]) == {"original", "strategy"}
+    assert set(report["versions"]) == {"original", "strategy", *AI_VERSIONS.values()}
     for name, v in report["versions"].items():
         audio, out_sr = sf.read(outdir / v["file"], dtype="float32", always_2d=True)
         assert out_sr == sr and audio.shape[0] == n_frames, name
@@ -30,6 +32,14 @@ def _check_outputs(outdir: Path, n_frames: int, sr: int, target: float) -> dict:
         assert true_peak_dbtp(audio.T) <= -1.0 + 1e-3, name
         assert abs(v["loudness_lufs"] - lufs) < 0.05
         assert v["params"] and all(isinstance(x, float) for x in v["params"].values())
+        if name in AI_VERSIONS.values():
+            # Per learned parameter: the model's raw value, the rendered (refined) one, the
+            # strategy's; the refined one is what the version's params hold.
+            assert set(v["model"]) == set(LEARNED)
+            for param, row in v["model"].items():
+                assert row["refined"] == v["params"][param]
+                assert row["strategy"] == report["versions"]["strategy"]["params"][param]
+                assert (row["refinement"] is None) == (abs(row["raw"] - row["refined"]) < 1e-3)
     for key in ("analyze_s", "predict_s", "render_s", "total_s"):
         assert report["timings"][key] >= 0
     return report

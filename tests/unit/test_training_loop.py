@@ -15,7 +15,7 @@ from services.predictor.training.dataset import (
     CLIPS_PER_SONG,
     SAMPLE_RATE,
     SPLIT_SEED_BASE,
-    TARGETS_PER_CLIP,
+    TARGETS_PER_SONG,
     Examples,
     build_examples,
     example_audio,
@@ -49,7 +49,7 @@ def test_examples_are_the_features_of_reproducible_audio(
     tiny: tuple[Examples, Examples, Path],
 ) -> None:
     train_set, _, cache = tiny
-    per_song = CLIPS_PER_SONG * TARGETS_PER_CLIP
+    per_song = CLIPS_PER_SONG * TARGETS_PER_SONG
     assert len(train_set) == 3 * per_song
     assert train_set.mel.dtype == np.float16 and train_set.target.shape[1] == len(LEARNED)
     assert np.all((train_set.target >= 0.0) & (train_set.target <= 1.0))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from services.predictor.training.dataset import CLIPS_PER_SONG, SPLIT_SEED_BASE, TARGETS_PER_CLIP
+from services.predictor.training.dataset import CLIPS_PER_SONG, SPLIT_SEED_BASE, TARGETS_PER_SONG
 from services.predictor.training.evaluate import Scores, table
 from services.predictor.training.targets import LEARNED
 
@@ -39,7 +39,7 @@ def model_card(
     config = meta["config"]
     s = results[name]
     mean = results.get("mean")
-    gain = f"{100 * (1 - s.mae / mean.mae):.0f} %" if mean is not None and mean.mae else "–"
+    gain = f"{100 * (1 - s.mae_song / mean.mae):.0f} %" if mean is not None and mean.mae else "–"
     examples = meta.get("examples", {})
     lines = [
         f"# Model card: `{name}`",
@@ -52,8 +52,8 @@ def model_card(
         "",
         "## Data",
         "",
-        f"Generated songs (docs/songgen.md), {CLIPS_PER_SONG} clips each, {TARGETS_PER_CLIP} "
-        "self-supervised targets per clip (docs/training.md): "
+        f"Generated songs (docs/songgen.md), {TARGETS_PER_SONG} self-supervised targets per song "
+        f"(docs/training.md), each shared by the song's {CLIPS_PER_SONG} clips: "
         f"{config['train_songs']} training songs (seeds {SPLIT_SEED_BASE['train']}.."
         f"{SPLIT_SEED_BASE['train'] + config['train_songs'] - 1}, {examples.get('train', '?')} "
         f"examples), {config['validation_songs']} validation songs (seeds from "
@@ -79,8 +79,10 @@ def model_card(
         "",
         "## Results on the held-out split",
         "",
-        f"MAE (normalised, learned parameters) **{s.mae:.4f}**, {gain} below the mean baseline; "
-        f"over all 43 parameters {s.mae_all:.4f}. Audio: `render(degraded, prediction)` vs the "
+        f"MAE (normalised, learned parameters) per song **{s.mae_song:.4f}** (the mean of its "
+        f"clips' predictions, as the product predicts), per single clip {s.mae:.4f}, {gain} "
+        f"below the mean baseline; over all 43 parameters {s.mae_all:.4f}. Audio: "
+        "`render(degraded, song prediction)` vs the "
         f"clean mix, distance ratio median **{s.ratio_median:.3f}**, 90th percentile "
         f"{s.ratio_p90:.3f}, closer than the degraded input for {100 * s.improved_share:.0f} % "
         f"of items. Inference {s.inference_ms:.1f} ms per clip (CPU, batch 64).",

@@ -154,6 +154,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         figures = {
             name: {
                 "mae": s.mae,
+                "mae_song": s.mae_song,
+                "per_parameter_song": s.per_parameter_song,
                 "mae_all": s.mae_all,
                 "per_parameter": s.per_parameter,
                 "ratio_median": s.ratio_median,

@@ -1,12 +1,14 @@
 """Training examples: generated songs, cut into clips, degraded by drawn targets, as features.
 
-One song seed gives :data:`CLIPS_PER_SONG` consecutive clips of :data:`CLIP_S` seconds of a
-generated song (genre ``GENRES[seed % 5]``, so every split is balanced over the genres), and each
-clip :data:`TARGETS_PER_CLIP` examples: a target drawn by
-:func:`~services.predictor.training.targets.draw_target`, the clip degraded by it, the degraded
-clip's mid/side log-mel spectrogram (:func:`~services.predictor.features.log_mel`) and the
-analyzer's musical context of the degraded clip (what the product will see at inference), and the
-target's learned parameters, normalised.
+One song seed gives :data:`TARGETS_PER_SONG` targets drawn by
+:func:`~services.predictor.training.targets.draw_target`; each degrades the whole generated song
+(genre ``GENRES[seed % 5]``, so every split is balanced over the genres), and each of its
+:data:`CLIPS_PER_SONG` consecutive clips of :data:`CLIP_S` seconds is an example: the degraded
+clip's mid/side log-mel spectrogram (:func:`~services.predictor.features.log_mel`), the analyzer's
+musical context of the degraded clip (what the product will see at inference) and the target's
+learned parameters, normalised. The clips of one (song, draw) share their target, as the clips of
+one uploaded song share its mix: the product averages a song's clip predictions
+(:mod:`services.predictor.inference`), and the evaluation scores both single clips and songs.
 
 Everything is a function of the seed: the song (:mod:`services.predictor.songgen`), the clip and
 the targets (``numpy.random.default_rng([seed, TARGET_STREAM])``), so :func:`example_audio` can
@@ -34,11 +36,11 @@ from services.predictor.strategy import GENRES
 from services.predictor.training.targets import LEARNED_INDEX, degrade, draw_target, target_vector
 
 #: Bump when anything that changes the examples changes (it keys the cache).
-VERSION = 1
+VERSION = 2
 #: Clips per generated song, consecutive from its start; the song is exactly that long.
 CLIPS_PER_SONG = 3
-#: Examples (targets) per clip.
-TARGETS_PER_CLIP = 2
+#: Targets drawn per song; each applies to all of the song's clips.
+TARGETS_PER_SONG = 2
 SAMPLE_RATE = 44100
 #: Song seeds of each split start here (``base + i``): disjoint ranges, never shared.
 SPLIT_SEED_BASE = {"train": 0, "validation": 500_000, "test": 1_000_000}
@@ -98,10 +100,10 @@ def _song(seed: int) -> np.ndarray:
     return mix
 
 
-def _draws(seed: int) -> list[list[dict[str, float]]]:
-    """The targets of every clip of song ``seed``: ``[clip][draw]``."""
+def _draws(seed: int) -> list[dict[str, float]]:
+    """The targets of song ``seed``, by draw."""
     rng = np.random.default_rng([seed, TARGET_STREAM])
-    return [[draw_target(rng) for _ in range(TARGETS_PER_CLIP)] for _ in range(CLIPS_PER_SONG)]
+    return [draw_target(rng) for _ in range(TARGETS_PER_SONG)]
 
 
 def _clip(mix: np.ndarray, clip: int) -> np.ndarray:
@@ -112,7 +114,7 @@ def _clip(mix: np.ndarray, clip: int) -> np.ndarray:
 def example_audio(seed: int, clip: int, draw: int) -> tuple[np.ndarray, np.ndarray, dict]:
     """``(clean, degraded, target)`` of one example: the clip, its degraded version and the
     target's physical values."""
-    target = _draws(seed)[clip][draw]
+    target = _draws(seed)[draw]
     clean = _clip(_song(seed), clip)
     return clean, degrade(clean, SAMPLE_RATE, target), target
 
@@ -121,10 +123,9 @@ def song_examples(seed: int) -> dict[str, np.ndarray]:
     """Every example of one song, as arrays (see :class:`Examples`)."""
     mix = _song(seed)
     mels, contexts, targets, clips, draws = [], [], [], [], []
-    for c, clip_targets in enumerate(_draws(seed)):
-        clean = _clip(mix, c)
-        for d, target in enumerate(clip_targets):
-            degraded = degrade(clean, SAMPLE_RATE, target)
+    for d, target in enumerate(_draws(seed)):
+        for c in range(CLIPS_PER_SONG):
+            degraded = degrade(_clip(mix, c), SAMPLE_RATE, target)
             mels.append(log_mel(degraded, SAMPLE_RATE).astype(np.float16))
             contexts.append(context_vector(analyze(degraded, SAMPLE_RATE)))
             targets.append(target_vector(target)[LEARNED_INDEX])
@@ -169,7 +170,7 @@ def build_examples(
     split : str
         ``train``, ``validation`` or ``test``.
     count : int
-        Songs (each gives ``CLIPS_PER_SONG * TARGETS_PER_CLIP`` examples).
+        Songs (each gives ``CLIPS_PER_SONG * TARGETS_PER_SONG`` examples).
     workers : int
         Processes generating songs in parallel.
     cache_dir : Path, optional
