@@ -38,9 +38,7 @@ MAX_CLIPS = 6
 AI_VERSIONS = {name: f"ai_{name}" for name in MODEL_NAMES}
 #: EQ parameters held at neutral in the AI versions (corners and Qs of the learned bands).
 _EQ_FRAME = tuple(
-    n
-    for n in BY_NAME
-    if n.startswith("eq_") and n not in EQ_GAINS and n != "eq_hpf_freq_hz"
+    n for n in BY_NAME if n.startswith("eq_") and n not in EQ_GAINS and n != "eq_hpf_freq_hz"
 )
 
 
@@ -111,7 +109,8 @@ def raw_predictions(
             model, _ = load_model(name)
             normalised = model(mel, context).mean(dim=0).numpy()
             out[name] = {
-                p: BY_NAME[p].denormalise(float(x)) for p, x in zip(LEARNED, normalised, strict=True)
+                p: BY_NAME[p].denormalise(float(x))
+                for p, x in zip(LEARNED, normalised, strict=True)
             }
     return out
 
@@ -144,8 +143,7 @@ def refine(
         if kept != value:
             side = "floor" if kept == low else "ceiling"
             notes[name] = (
-                f"held at the {label} {side} of {shown.format(kept)} "
-                f"(model: {shown.format(value)})"
+                f"held at the {label} {side} of {shown.format(kept)} (model: {shown.format(value)})"
             )
         values[name] = kept
     return validate_params(values), notes

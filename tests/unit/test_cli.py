@@ -13,9 +13,9 @@ import pytest
 import soundfile as sf
 
 from gateway.cli import main
+from services.common.loudness import integrated_loudness, true_peak_dbtp
 from services.predictor.inference import AI_VERSIONS
 from services.predictor.training.targets import LEARNED
-from services.common.loudness import integrated_loudness, true_peak_dbtp
 from tests.signals import little_song, write_audio_file
 
 

@@ -27,6 +27,16 @@ DESCRIPTIONS = {
 }
 
 
+def _targets(meta: dict[str, Any]) -> str:
+    """How the model's training examples were drawn (data version 1 drew targets per clip)."""
+    if meta.get("data_version") == 1:
+        return f"{CLIPS_PER_SONG} clips each, 2 self-supervised targets per clip"
+    return (
+        f"{TARGETS_PER_SONG} self-supervised targets per song, each shared by the song's "
+        f"{CLIPS_PER_SONG} clips"
+    )
+
+
 def model_card(
     name: str,
     meta: Mapping[str, Any],
@@ -52,8 +62,8 @@ def model_card(
         "",
         "## Data",
         "",
-        f"Generated songs (docs/songgen.md), {TARGETS_PER_SONG} self-supervised targets per song "
-        f"(docs/training.md), each shared by the song's {CLIPS_PER_SONG} clips: "
+        f"Generated songs (docs/songgen.md), {_targets(meta)} (docs/training.md; data version "
+        f"{meta.get('data_version', '?')}): "
         f"{config['train_songs']} training songs (seeds {SPLIT_SEED_BASE['train']}.."
         f"{SPLIT_SEED_BASE['train'] + config['train_songs'] - 1}, {examples.get('train', '?')} "
         f"examples), {config['validation_songs']} validation songs (seeds from "

@@ -12,8 +12,8 @@ On the ``test`` split (song seeds never used in training or validation):
   a target (as the product averages a song's clips, :mod:`services.predictor.inference`); the
   per-clip MAE is the harder, single-clip figure.
 * **Audio score** on a subset: ``repair_ratio`` (:mod:`.metrics`) of ``render(degraded,
-  song-level prediction)`` against the clean clip, both mastered: median, 90th percentile and the share of
-  items the prediction moved closer to the clean mix.
+  song-level prediction)`` against the clean clip, both mastered: median, 90th percentile and
+  the share of items the prediction moved closer to the clean mix.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def evaluate(
 
 
 def table(results: Mapping[str, Scores]) -> str:
-    """The results as a markdown table (one row per predictor)."""
+    """The results as a markdown table (one row per predictor; per-parameter MAE per song)."""
     lines = [
         "| predictor | MAE learned, song | MAE learned, clip | MAE all 43 | "
         + " | ".join(n.removeprefix("eq_").removesuffix("_db") for n in LEARNED)
@@ -165,9 +165,10 @@ def table(results: Mapping[str, Scores]) -> str:
         "|---" * (len(LEARNED) + 8) + "|",
     ]
     for name, s in results.items():
-        per = " | ".join(f"{s.per_parameter[n]:.4f}" for n in LEARNED)
+        per = " | ".join(f"{s.per_parameter_song[n]:.4f}" for n in LEARNED)
         lines.append(
-            f"| {name} | {s.mae_song:.4f} | {s.mae:.4f} | {s.mae_all:.4f} | {per} | {s.ratio_median:.3f} | "
+            f"| {name} | {s.mae_song:.4f} | {s.mae:.4f} | {s.mae_all:.4f} | {per} | "
+            f"{s.ratio_median:.3f} | "
             f"{s.ratio_p90:.3f} | {100 * s.improved_share:.0f} % | "
             + (f"{s.inference_ms:.1f}" if s.inference_ms else "–")
             + " |"

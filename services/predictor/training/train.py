@@ -6,8 +6,9 @@ parameters (the MAE the project reports), AdamW with a one-cycle learning-rate s
 seeds (torch, numpy, the batch order), a progress bar, validation MAE after every epoch, and the
 best epoch's weights kept. When the first epoch shows that :attr:`TrainConfig.epochs` will not
 fit in :attr:`TrainConfig.max_minutes`, the schedule is shortened to the epochs that fit (so the
-learning rate still anneals to its end); it stops early anyway when another epoch would overrun. The checkpoint holds the weights and everything needed to reproduce and judge
-them (config, data seeds, history, times, versions); a PNG plot of the losses sits beside it.
+learning rate still anneals to its end); it stops early anyway when another epoch would overrun.
+The checkpoint holds the weights and everything needed to reproduce and judge them (config, data
+seeds, history, times, versions); a PNG plot of the losses sits beside it.
 """
 
 from __future__ import annotations
