@@ -103,3 +103,30 @@ def test_the_time_box_stops_a_run_early(tiny: tuple[Examples, Examples, Path]) -
     result = train(config, train_set, validation_set, progress=False)
     assert len(result.history) == 1
     assert isinstance(result.model, torch.nn.Module)
+
+
+def test_the_schedule_shrinks_as_epochs_slow_down(
+    tiny: tuple[Examples, Examples, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A machine that slows down mid-run: the plan is re-made after every epoch, so the run ends
+    on its (shortened) schedule instead of being cut by the time box half-way through it."""
+    from services.predictor.training import train as train_module
+
+    class SlowingClock:
+        def __init__(self) -> None:
+            self.now, self.calls = 0.0, 0
+
+        def perf_counter(self) -> float:
+            self.calls += 1
+            self.now += 1.0 if self.calls <= 8 else 3.0  # epochs take 3 s, then 9 s
+            return self.now
+
+    monkeypatch.setattr(train_module, "time", SlowingClock())
+    train_set, validation_set, _ = tiny
+    config = TrainConfig(model="baseline_cnn", epochs=50, batch_size=16, max_minutes=1.0)
+    messages: list[str] = []
+    result = train(config, train_set, validation_set, progress=False, log=messages.append)
+    shortened = [m for m in messages if "schedule shortened" in m]
+    assert len(shortened) >= 2, messages  # planned at epoch 1, re-planned when it slowed
+    assert not any("stopping after epoch" in m for m in messages), messages
+    assert len(result.history) == int(shortened[-1].split(": ")[1].split()[0])

@@ -4,9 +4,10 @@
 :class:`~services.predictor.training.dataset.Examples`: L1 loss on the normalised learned
 parameters (the MAE the project reports), AdamW with a one-cycle learning-rate schedule, fixed
 seeds (torch, numpy, the batch order), a progress bar, validation MAE after every epoch, and the
-best epoch's weights kept. When the first epoch shows that :attr:`TrainConfig.epochs` will not
-fit in :attr:`TrainConfig.max_minutes`, the schedule is shortened to the epochs that fit (so the
-learning rate still anneals to its end); it stops early anyway when another epoch would overrun.
+best epoch's weights kept. Whenever the epochs so far show that the planned ones will not fit in
+:attr:`TrainConfig.max_minutes` (re-estimated after every epoch, as a shared machine slows down),
+the schedule is shortened to the epochs that fit, so the learning rate still anneals to its end;
+it stops early anyway when another epoch would overrun.
 The checkpoint holds the weights and everything needed to reproduce and judge them (config, data
 seeds, history, times, versions); a PNG plot of the losses sits beside it.
 """
@@ -139,21 +140,20 @@ def train(
             result.best_epoch = epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elapsed = time.perf_counter() - start
-        if epoch == 1 and planned > 1:
-            fit = max(2, int(config.max_minutes * 60.0 // max(elapsed, 1e-9)))
-            if fit < planned:
-                planned = fit
-                schedule = torch.optim.lr_scheduler.OneCycleLR(
-                    optimiser,
-                    max_lr=config.lr,
-                    total_steps=planned * steps_per_epoch,
-                    pct_start=0.15,
-                    last_epoch=steps_per_epoch - 1,
-                )
-                if bar is not None:
-                    bar.total = planned * steps_per_epoch
-                if log is not None:
-                    log(f"{config.model}: {planned} epochs fit in the time box; schedule shortened")
+        fit = epoch + int((config.max_minutes * 60.0 - elapsed) // (elapsed / epoch))
+        if epoch < planned and fit < planned:
+            planned = max(epoch + 1, fit)
+            schedule = torch.optim.lr_scheduler.OneCycleLR(
+                optimiser,
+                max_lr=config.lr,
+                total_steps=planned * steps_per_epoch,
+                pct_start=0.15,
+                last_epoch=epoch * steps_per_epoch - 1,
+            )
+            if bar is not None:
+                bar.total = planned * steps_per_epoch
+            if log is not None:
+                log(f"{config.model}: {planned} epochs fit in the time box; schedule shortened")
         if epoch < planned and elapsed + entry["seconds"] > config.max_minutes * 60.0:
             if log is not None:
                 log(f"{config.model}: stopping after epoch {epoch}, the time box is reached")
