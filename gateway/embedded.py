@@ -16,8 +16,7 @@ from services.analyzer.analysis import analyze
 from services.common.audio_io import encode_audio, read_audio
 from services.common.jobs import new_envelope, new_job_id
 from services.common.report import build_report, version_file
-from services.predictor.inference import ai_predictions
-from services.predictor.strategy import strategy_params
+from services.predictor.stage import job_predictions
 from services.renderer.versions import render_versions, rendered_message, version_sets
 
 Progress = Callable[[str, float], None]  # (what is happening, fraction done 0..1)
@@ -77,9 +76,7 @@ def mix_file(
 
     progress("predicting", 0.35)
     start = time.perf_counter()
-    strategy = strategy_params(job.analysis)
-    job.predictions.append(pb.MixParams(version="strategy", values=strategy, source="rules"))
-    job.predictions.extend(ai_predictions(audio, sr, job.analysis, strategy))
+    job.predictions.extend(job_predictions(job.analysis, job.options, lambda: (audio, sr)))
     job.timings_s["predict_s"] = time.perf_counter() - start
 
     start = time.perf_counter()

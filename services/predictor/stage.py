@@ -4,6 +4,10 @@ server and the Kafka worker."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
+
 from mixpilot.v1 import mixpilot_pb2 as pb
 from services.common.audio_io import read_audio
 from services.common.blobstore import BlobStore
@@ -19,23 +23,38 @@ def wanted_models(options: pb.JobOptions) -> list[str]:
     return [m for m, v in AI_VERSIONS.items() if not wanted or v in wanted]
 
 
+def job_predictions(
+    analysis: pb.Analysis, options: pb.JobOptions, audio: Callable[[], tuple[np.ndarray, int]]
+) -> list[pb.MixParams]:
+    """``strategy`` first, then ``ai_<model>`` for every model ``options`` wants. ``audio``
+    gives ``(samples, rate)`` and is called only when a model is wanted."""
+    strategy = strategy_params(analysis)
+    result = [pb.MixParams(version="strategy", values=strategy, source="rules")]
+    models = wanted_models(options)
+    if models:
+        samples, sr = audio()
+        result.extend(ai_predictions(samples, sr, analysis, strategy, models))
+    return result
+
+
 def predict_job(job: pb.JobEnvelope, *, blobs: BlobStore, max_duration_s: float) -> pb.JobEnvelope:
     """Return a copy of ``job`` with ``predictions`` (replaced, so a redelivery is idempotent):
-    ``strategy`` first, then ``ai_<model>`` for every wanted model."""
+    :func:`job_predictions` of its analysis and input audio."""
     if not job.HasField("analysis") or job.analysis.sample_rate == 0:
         raise InvalidMessageError("job envelope reached the predictor without an analysis")
+
+    def audio() -> tuple[np.ndarray, int]:
+        if not job.input.uri:
+            raise InvalidMessageError("job envelope reached the predictor without its input audio")
+        samples, sr, _ = read_audio(blobs.get_bytes(job.input.uri), max_duration_s=max_duration_s)
+        return samples, sr
+
     clock = Stopwatch()
-    strategy = strategy_params(job.analysis)
+    predictions = job_predictions(job.analysis, job.options, audio)
     out = pb.JobEnvelope()
     out.CopyFrom(job)
     del out.predictions[:]
-    out.predictions.append(pb.MixParams(version="strategy", values=strategy, source="rules"))
-    models = wanted_models(job.options)
-    if models:
-        if not job.input.uri:
-            raise InvalidMessageError("job envelope reached the predictor without its input audio")
-        audio, sr, _ = read_audio(blobs.get_bytes(job.input.uri), max_duration_s=max_duration_s)
-        out.predictions.extend(ai_predictions(audio, sr, job.analysis, strategy, models))
+    out.predictions.extend(predictions)
     out.stage = pb.STAGE_PREDICTED
     out.timings_s["predict_s"] = clock.elapsed_s
     return out

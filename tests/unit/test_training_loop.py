@@ -130,3 +130,24 @@ def test_the_schedule_shrinks_as_epochs_slow_down(
     assert len(shortened) >= 2, messages  # planned at epoch 1, re-planned when it slowed
     assert not any("stopping after epoch" in m for m in messages), messages
     assert len(result.history) == int(shortened[-1].split(": ")[1].split()[0])
+
+
+def test_song_average_pools_the_clips_of_each_song_and_draw() -> None:
+    from services.predictor.training.evaluate import song_average
+
+    n = 6
+    seed = np.array([4, 4, 4, 4, 9, 9])
+    draw = np.array([0, 0, 1, 1, 0, 0])
+    zeros = np.zeros(n, dtype=np.int64)
+    examples = Examples(
+        mel=np.zeros((n, 2, 1, 1), np.float16),
+        context=np.zeros((n, 1), np.float32),
+        target=np.zeros((n, 1), np.float32),
+        seed=seed,
+        clip=zeros,
+        draw=draw,
+        genre=zeros,
+    )
+    prediction = np.array([[0.1], [0.3], [0.5], [0.9], [0.2], [0.4]], dtype=np.float32)
+    pooled = song_average(prediction, examples)[:, 0]
+    assert np.allclose(pooled, [0.2, 0.2, 0.7, 0.7, 0.3, 0.3])
