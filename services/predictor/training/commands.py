@@ -25,6 +25,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--learning-rate", type=float, default=None, help="default per model")
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="AdamW")
+    parser.add_argument(
+        "--retarget",
+        type=float,
+        default=defaults.retarget,
+        help="share of each batch given fresh targets spectrally (models without context)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--threads", type=int, default=defaults.threads, help="torch threads")
     parser.add_argument("--workers", type=int, default=2, help="processes building the data")
@@ -75,6 +82,8 @@ def run_train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        retarget=args.retarget,
         seed=args.seed,
         threads=args.threads,
         max_minutes=args.max_minutes,

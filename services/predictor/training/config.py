@@ -21,6 +21,9 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float | None = None  # None: LEARNING_RATES[model]
     weight_decay: float = 1e-4
+    #: Share of each training batch moved to freshly drawn targets by spectral re-targeting
+    #: (:mod:`.retarget`; only for models that ignore the context).
+    retarget: float = 0.0
     seed: int = 0
     threads: int = 2
     max_minutes: float = 30.0
@@ -28,6 +31,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.model not in MODEL_NAMES:
             raise ValueError(f"unknown model {self.model!r}; expected one of {MODEL_NAMES}")
+        if not 0.0 <= self.retarget <= 1.0:
+            raise ValueError(f"retarget is a share of a batch, 0..1; got {self.retarget}")
 
     @property
     def lr(self) -> float:

@@ -7,7 +7,9 @@ seeds (torch, numpy, the batch order), a progress bar, validation MAE after ever
 best epoch's weights kept. Whenever the epochs so far show that the planned ones will not fit in
 :attr:`TrainConfig.max_minutes` (re-estimated after every epoch, as a shared machine slows down),
 the schedule is shortened to the epochs that fit, so the learning rate still anneals to its end;
-it stops early anyway when another epoch would overrun.
+it stops early anyway when another epoch would overrun. With :attr:`TrainConfig.retarget`, that
+share of every batch is moved to freshly drawn targets (:mod:`.retarget`), so a song is seen with
+new damage every epoch instead of the few targets it was rendered with.
 The checkpoint holds the weights and everything needed to reproduce and judge them (config, data
 seeds, history, times, versions); a PNG plot of the losses sits beside it.
 """
@@ -31,6 +33,7 @@ from services.predictor.training.config import TrainConfig
 from services.predictor.training.dataset import VERSION as DATA_VERSION
 from services.predictor.training.dataset import Examples
 from services.predictor.training.models import build_model, count_parameters
+from services.predictor.training.retarget import Retargeter
 from services.predictor.training.targets import LEARNED
 
 
@@ -51,11 +54,26 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator | None) -> list[n
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def _tensors(examples: Examples, index: np.ndarray) -> tuple[torch.Tensor, ...]:
-    mel = torch.from_numpy(examples.mel[index].astype(np.float32))
-    context = torch.from_numpy(examples.context[index])
-    target = torch.from_numpy(examples.target[index])
-    return mel, context, target
+def _tensors(
+    examples: Examples,
+    index: np.ndarray,
+    retarget: tuple[Retargeter, float, np.random.Generator] | None = None,
+) -> tuple[torch.Tensor, ...]:
+    mel = examples.mel[index].astype(np.float32)
+    target = examples.target[index]
+    if retarget is not None:
+        retargeter, share, rng = retarget
+        moved = rng.random(len(index)) < share
+        if moved.any():
+            target = target.copy()
+            fresh = retargeter.draw(rng, int(moved.sum()))
+            mel[moved] = retargeter.apply(mel[moved], target[moved], fresh)
+            target[moved] = fresh
+    return (
+        torch.from_numpy(mel),
+        torch.from_numpy(examples.context[index]),
+        torch.from_numpy(target),
+    )
 
 
 @torch.no_grad()
@@ -87,6 +105,14 @@ def train(
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
     model = build_model(config.model, n_out=len(LEARNED))
+    retarget = None
+    if config.retarget > 0.0:
+        if model.uses_context:
+            raise ValueError(
+                f"{config.model} reads the context, which re-targeting cannot move; "
+                "train it with retarget 0"
+            )
+        retarget = (Retargeter(), config.retarget, rng)
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -112,7 +138,7 @@ def train(
         model.train()
         losses = []
         for index in _batches(len(train_set), config.batch_size, rng):
-            mel, context, target = _tensors(train_set, index)
+            mel, context, target = _tensors(train_set, index, retarget)
             optimiser.zero_grad(set_to_none=True)
             loss = loss_fn(model(mel, context), target)
             loss.backward()
