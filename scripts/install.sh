@@ -37,3 +37,8 @@ extra=""
 [ "$want_test" = 1 ] && extra="[test]"
 echo "== pip install -e .${extra}"
 .venv/bin/python -m pip install -q -e ".${extra}"
+# Compile librosa's cached numba kernels once, in one process, before anything runs analyses in
+# parallel: two processes compiling its beat-tracking gufuncs at the same moment can write cache
+# files that disagree, and every later process that loads them segfaults (numba issue 10128).
+echo "== warming the analyzer's numba cache"
+.venv/bin/python -c "from services.analyzer.analysis import warm_up; warm_up()"

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.analyzer.analysis import analyze
+from services.analyzer.analysis import analyze, warm_up
 from services.predictor.features import CLIP_S, context_vector, log_mel
 from services.predictor.strategy import GENRES
 from services.predictor.training.targets import LEARNED_INDEX, degrade, draw_target, target_vector
@@ -191,6 +191,10 @@ def build_examples(
             if progress is not None:
                 progress(i + 1, len(seeds))
     else:
+        # The workers must find librosa's numba kernels compiled: two processes compiling its
+        # gufuncs at once can leave cache files that segfault whoever loads them next (numba
+        # issue 10128). After this the workers only load them.
+        warm_up()
         with ProcessPoolExecutor(max_workers=workers) as pool:
             for i, part in enumerate(pool.map(song_examples, seeds, chunksize=4)):
                 parts.append(part)
