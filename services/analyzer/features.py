@@ -280,6 +280,15 @@ def percussive_ratio(*, mel_power: np.ndarray) -> float:
     return e_p / total if total > _EPS else 0.0
 
 
+#: Weight of the loudness part ``L`` in :func:`energy`.
+ENERGY_LOUDNESS_WEIGHT = 0.5
+
+
+def loudness_term(loudness_lufs: float) -> float:
+    """The loudness part ``L`` of :func:`energy`: ``clip((loudness_lufs + 40) / 32, 0, 1)``."""
+    return min(1.0, max(0.0, (loudness_lufs + 40.0) / 32.0))
+
+
 def energy(*, loudness_lufs: float, onset_rate_hz: float, spectral_centroid_hz: float) -> float:
     """Perceived energy in [0, 1]: how loud, busy and bright the song is.
 
@@ -294,10 +303,10 @@ def energy(*, loudness_lufs: float, onset_rate_hz: float, spectral_centroid_hz: 
     ----------
     loudness_lufs, onset_rate_hz, spectral_centroid_hz : float
     """
-    loud = min(1.0, max(0.0, (loudness_lufs + 40.0) / 32.0))
+    loud = loudness_term(loudness_lufs)
     density = 1.0 - math.exp(-max(0.0, onset_rate_hz) / 4.0)
     if spectral_centroid_hz > 0:
         bright = min(1.0, max(0.0, math.log2(spectral_centroid_hz / 250.0) / 4.0))
     else:
         bright = 0.0
-    return 0.5 * loud + 0.25 * density + 0.25 * bright
+    return ENERGY_LOUDNESS_WEIGHT * loud + 0.25 * density + 0.25 * bright

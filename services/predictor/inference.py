@@ -28,7 +28,7 @@ import numpy as np
 
 from mixpilot.v1 import mixpilot_pb2 as pb
 from services.common.params import BY_NAME, validate_params
-from services.predictor.features import CLIP_S, context_vector, log_mel
+from services.predictor.features import CLIP_S, context_vector, log_mel, reference_gain_db
 from services.predictor.training.config import MODEL_NAMES
 from services.predictor.training.targets import EQ_GAINS, LEARNED
 
@@ -96,12 +96,19 @@ def raw_predictions(
     analysis: pb.Analysis,
     models: Sequence[str] = MODEL_NAMES,
 ) -> dict[str, dict[str, float]]:
-    """Each model's song-level prediction: physical values of the learned parameters."""
+    """Each model's song-level prediction: physical values of the learned parameters.
+
+    The song is first brought to the reference peak (:func:`reference_gain_db`), so its gain
+    changes nothing the models see: the training songs' levels sit around that peak.
+    """
     import torch
 
     from services.predictor.weights import load_model
 
-    mel = torch.from_numpy(clip_features(audio, sample_rate).astype(np.float32))
+    at_reference = np.asarray(audio, dtype=np.float32) * np.float32(
+        10.0 ** (reference_gain_db(analysis) / 20.0)
+    )
+    mel = torch.from_numpy(clip_features(at_reference, sample_rate).astype(np.float32))
     context = torch.from_numpy(np.tile(context_vector(analysis), (mel.shape[0], 1)))
     out: dict[str, dict[str, float]] = {}
     with torch.inference_mode():

@@ -21,6 +21,10 @@ from services.predictor.training.models import MODEL_NAMES, build_model
 from services.predictor.training.targets import LEARNED
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+#: The oldest training-data version whose checkpoints this code runs: from version 4 the models
+#: normalise their input's level and read the gain-independent context (docs/training.md), so
+#: weights trained before would load and quietly mispredict.
+OLDEST_DATA_VERSION = 4
 
 
 def weights_path(name: str, directory: Path | None = None) -> Path:
@@ -37,6 +41,12 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if list(payload.get("learned", [])) != list(LEARNED):
         raise ConfigurationError(
             f"{path} predicts {payload.get('learned')}, this code learns {list(LEARNED)}: retrain"
+        )
+    version = int(payload.get("data_version", 0))
+    if version < OLDEST_DATA_VERSION:
+        raise ConfigurationError(
+            f"{path} was trained on data version {version}; this code's models need version "
+            f"{OLDEST_DATA_VERSION} or later: retrain"
         )
     return payload
 

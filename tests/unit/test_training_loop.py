@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from services.common.errors import ConfigurationError
 from services.predictor.features import log_mel
 from services.predictor.training.config import TrainConfig
 from services.predictor.training.dataset import (
@@ -25,7 +26,7 @@ from services.predictor.training.dataset import (
 from services.predictor.training.models import build_model
 from services.predictor.training.targets import LEARNED
 from services.predictor.training.train import checkpoint, plot_history, predict, save, train
-from services.predictor.weights import read_checkpoint
+from services.predictor.weights import OLDEST_DATA_VERSION, read_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +96,10 @@ def test_a_short_run_lowers_the_loss_and_round_trips(
     fresh.eval()
     assert np.array_equal(predict(fresh, validation_set), predict(result.model, validation_set))
     assert payload["history"] == result.history and payload["config"]["seed"] == 1
+    # Weights made for an older data version (other inputs) are refused, not run.
+    save(path, {**payload, "data_version": OLDEST_DATA_VERSION - 1})
+    with pytest.raises(ConfigurationError, match="data version 3"):
+        read_checkpoint(path)
 
 
 def test_the_time_box_stops_a_run_early(tiny: tuple[Examples, Examples, Path]) -> None:

@@ -12,6 +12,7 @@ from services.predictor.training.models import (
     MixModel,
     build_model,
     count_parameters,
+    level_normalise,
 )
 
 N_OUT = 6
@@ -75,7 +76,7 @@ def test_size_fits_the_budget(name: str) -> None:
 
 def test_parameter_counts_are_in_their_ranges() -> None:
     counts = {name: count_parameters(_model(name)) for name in MODEL_NAMES}
-    assert 50_000 <= counts["baseline_cnn"] <= 150_000
+    assert 50_000 <= counts["baseline_cnn"] <= 250_000
     assert 200_000 <= counts["enhanced_cnn"] <= 1_000_000
     assert counts["ast"] <= 2_000_000
 
@@ -107,10 +108,13 @@ def test_only_enhanced_cnn_reads_the_context(name: str) -> None:
 
 
 def _band_level_batch(batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Spectrograms whose targets are the mid levels of the low and high half and the side level.
+    """Spectrograms whose targets are the level differences of the low and high half of the mid
+    and of the side.
 
     Each clip gets a random level per half of the mel axis (mid) and one for the side, plus
-    noise; the targets are those levels, so a model must tell the low bands from the high ones.
+    noise; the targets are their differences (low - high, side - high, side - low), so a model
+    must tell the low bands from the high ones, and mid from side. Differences, because the
+    models see levels only relative to the clip's own (``level_normalise``).
     """
     g = torch.Generator().manual_seed(7)
     levels = 0.2 + 0.6 * torch.rand(batch, 3, generator=g)
@@ -120,7 +124,9 @@ def _band_level_batch(batch: int, frames: int) -> tuple[torch.Tensor, torch.Tens
     mel[:, 0, half:] += levels[:, 1, None, None]
     mel[:, 1] += levels[:, 2, None, None]
     context = torch.randn(batch, CONTEXT_SIZE, generator=g)
-    return mel, context, levels
+    pairs = [(0, 1), (2, 1), (2, 0)]
+    target = torch.stack([(levels[:, a] - levels[:, b] + 0.6) / 1.2 for a, b in pairs], dim=1)
+    return mel, context, target
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -174,3 +180,29 @@ def test_cnns_take_any_clip_length(name: str) -> None:
     mel, context = _inputs(1)
     with torch.no_grad():
         assert model(mel[..., :100], context).shape == (1, N_OUT)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_a_gain_on_the_audio_changes_no_prediction(name: str) -> None:
+    """A gain moves every band of log_mel by the same dB; the models normalise it away."""
+    model = _model(name).eval()
+    mel, context = _inputs(3)
+    mel = 0.2 + 0.5 * mel  # -80..-30 dB: clear of the floor either way
+    quieter = mel - 12.0 / 100.0  # -12 dB on the audio (DB_SCALE 100)
+    with torch.no_grad():
+        torch.testing.assert_close(model(quieter, context), model(mel, context), atol=1e-5, rtol=0)
+        louder = model(mel + 0.1, context)
+    torch.testing.assert_close(louder, model(mel, context), atol=1e-5, rtol=0)
+
+
+def test_level_normalise_keeps_the_floor_and_the_shape() -> None:
+    mel, _ = _inputs(2)
+    mel[:, 1, :8] = 0.0  # a silent stretch of the side: digital silence stays silent
+    out = level_normalise(mel)
+    assert torch.all(out[:, 1, :8] == 0.0) and torch.all(out >= 0.0)
+    moved = (out - mel)[mel > 0.05]
+    # One shift per clip, the same in mid and side (where nothing hit the floor).
+    for clip in range(2):
+        shift = (out[clip] - mel[clip])[(mel[clip] > 0.3) & (out[clip] > 0.0)]
+        assert shift.max() - shift.min() < 1e-5
+    assert moved.abs().max() > 0.01  # random input is far from the reference level

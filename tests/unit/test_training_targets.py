@@ -41,7 +41,10 @@ def test_targets_are_reproducible_in_range_and_only_learned() -> None:
     gains = np.array([[t[n] for n in EQ_GAINS] for t in draws])
     widths = np.array([t["stereo_width"] for t in draws])
     assert gains.min() >= EQ_GAIN_RANGE_DB[0] and gains.max() <= EQ_GAIN_RANGE_DB[1]
-    assert abs(gains.mean()) < 0.6 and 4.5 < gains.std() < 5.9  # uniform on +-9 dB: sd 5.2
+    # Uniform on +-9 dB, then centred: no broadband part, sd 5.2 * sqrt(4/5) = 4.65.
+    assert np.abs(gains.mean(axis=1)).max() < 1e-9
+    assert 4.0 < gains.std() < 5.0
+    assert np.abs(np.corrcoef(gains.T)[0, 1] + 0.25) < 0.1  # centring: correlation -1/4
     assert WIDTH_RANGE[0] <= widths.min() and widths.max() <= WIDTH_RANGE[1]
     assert abs(np.median(np.log(widths)) - np.mean(np.log(WIDTH_RANGE))) < 0.05  # log-uniform
     vector = target_vector(draws[0])

@@ -27,14 +27,11 @@ DESCRIPTIONS = {
 }
 
 
-def _targets(meta: dict[str, Any]) -> str:
-    """How the model's training examples were drawn (data version 1 drew targets per clip)."""
-    if meta.get("data_version") == 1:
-        return f"{CLIPS_PER_SONG} clips each, 2 self-supervised targets per clip"
-    return (
-        f"{TARGETS_PER_SONG} self-supervised targets per song, each shared by the song's "
-        f"{CLIPS_PER_SONG} clips"
-    )
+#: How the training examples were drawn.
+_TARGETS = (
+    f"{TARGETS_PER_SONG} self-supervised targets per song (centred EQ gains and a width), each "
+    f"shared by the song's {CLIPS_PER_SONG} clips"
+)
 
 
 def model_card(
@@ -62,7 +59,7 @@ def model_card(
         "",
         "## Data",
         "",
-        f"Generated songs (docs/songgen.md), {_targets(meta)} (docs/training.md; data version "
+        f"Generated songs (docs/songgen.md), {_TARGETS} (docs/training.md; data version "
         f"{meta.get('data_version', '?')}): "
         f"{config['train_songs']} training songs (seeds {SPLIT_SEED_BASE['train']}.."
         f"{SPLIT_SEED_BASE['train'] + config['train_songs'] - 1}, {examples.get('train', '?')} "
@@ -76,13 +73,19 @@ def model_card(
         f"- Command: `{meta.get('command', 'mixpilot train --model ' + name)}`",
         f"- Seed {config['seed']}, {config['epochs']} epochs planned, batch "
         f"{config['batch_size']}, AdamW (lr {config['learning_rate'] or 'per model'}, weight decay "
-        f"{config['weight_decay']}), one-cycle schedule, L1 loss; best epoch "
+        f"{config['weight_decay']}), one-cycle schedule, L1 loss"
+        + (
+            f", {100 * config['retarget']:.0f} % of every batch re-targeted spectrally"
+            if config.get("retarget")
+            else ""
+        )
+        + "; best epoch "
         f"{meta.get('best_epoch')} kept (validation MAE {meta.get('validation_mae', 0):.4f}).",
         f"- Trained in {meta.get('training_s', 0) / 60:.1f} min on {meta.get('machine', '?')} "
         f"(torch {meta.get('torch', '?')}); "
         + (
             f"building the data took {meta['data_s'] / 60:.1f} min."
-            if meta.get("data_s", 0.0) >= 1.0
+            if meta.get("data_s", 0.0) >= 60.0
             else "the data came from the cache (built once, shared by the three models)."
         ),
         f"- Loss plot: `services/predictor/weights/{name}.png`.",
@@ -105,7 +108,10 @@ def model_card(
         "",
         "Trained on synthetic General MIDI renderings (TimGM6mb), five genres, 4/4 and 3/4; real "
         "recordings differ. It learns to undo tonal-balance and width damage, not taste; the "
-        "creative parameters come from the musical strategy.",
+        "creative parameters come from the musical strategy. It judges the spectrum's shape, "
+        "never the absolute level (each clip's level is normalised first), so a song's gain does "
+        "not change its prediction, and a broadband boost or cut of every band alike is "
+        "invisible to it.",
         "",
     ]
     return "\n".join(lines)

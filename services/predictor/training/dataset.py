@@ -35,8 +35,9 @@ from services.predictor.features import CLIP_S, context_vector, log_mel
 from services.predictor.strategy import GENRES
 from services.predictor.training.targets import LEARNED_INDEX, degrade, draw_target, target_vector
 
-#: Bump when anything that changes the examples changes (it keys the cache).
-VERSION = 2
+#: Bump when anything that changes the examples changes (it keys the cache). 3: the context
+#: states loudness and energy at the reference peak (gain-independent); 4: centred EQ gains.
+VERSION = 4
 #: Clips per generated song, consecutive from its start; the song is exactly that long.
 CLIPS_PER_SONG = 3
 #: Targets drawn per song; each applies to all of the song's clips.

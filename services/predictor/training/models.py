@@ -12,6 +12,12 @@ and return a float32 tensor of shape ``(batch, n_out)`` in (0, 1) (a sigmoid): t
 learned parameters (:data:`services.predictor.training.targets.LEARNED`). Every head's bias
 starts at 0, so an untrained model predicts 0.5 everywhere.
 
+Before any layer sees it, :meth:`MixModel.forward` **normalises the clip's level**
+(:func:`level_normalise`): the models judge the spectrum's shape, never the absolute level,
+so a song's gain does not change its prediction. (Measured before this was added: a model
+trained on generated songs, whose clean mixes all peak at -1 dBFS, read the damage off the
+level; given the same songs brought to that peak its validation MAE went from 0.036 to 0.063.)
+
 * ``baseline_cnn`` (:class:`BaselineCNN`): a small plain CNN; ignores the context.
 * ``enhanced_cnn`` (:class:`EnhancedCNN`): a residual CNN conditioned on the context by FiLM,
   with frequency-aware pooling (statistics over time per mel band).
@@ -29,11 +35,36 @@ import torch
 from torch import Tensor, nn
 
 from services.predictor import features
-from services.predictor.features import CLIP_S, CONTEXT_SIZE, N_MELS
+from services.predictor.features import CLIP_S, CONTEXT_SIZE, DB_OFFSET, DB_SCALE, FLOOR_DB, N_MELS
 from services.predictor.training.config import MODEL_NAMES
 
 #: Spectrogram frames of one :data:`~services.predictor.features.CLIP_S`-second clip (345).
 CLIP_FRAMES = features.frames_for(CLIP_S)
+#: :func:`level_normalise` brings a clip's mid channel to this mean band power (dB on the
+#: spectrogram's scale: the median of generated songs, so a typical clip hardly moves).
+LEVEL_REFERENCE_DB = -50.0
+_FLOOR = (FLOOR_DB - DB_OFFSET) / DB_SCALE
+
+
+def level_normalise(mel: Tensor) -> Tensor:
+    """Each clip's spectrogram shifted so its mid channel's mean band power reads
+    :data:`LEVEL_REFERENCE_DB`: a gain applied to the audio before
+    :func:`~services.predictor.features.log_mel` changes nothing after this (up to the floor).
+
+    Parameters
+    ----------
+    mel : Tensor, shape (batch, 2, n_mels, frames)
+        Mid/side log-mel spectrograms on the scale of ``log_mel``.
+
+    Returns
+    -------
+    Tensor, same shape: both channels moved by the same number of dB per clip; values at the
+    floor (digital silence) stay there and nothing moves below it.
+    """
+    power = torch.pow(10.0, (mel[:, 0] * DB_SCALE + DB_OFFSET) / 10.0).mean(dim=(1, 2))
+    level_db = 10.0 * torch.log10(power.clamp_min(1e-30))
+    shift = ((level_db - LEVEL_REFERENCE_DB) / DB_SCALE)[:, None, None, None]
+    return torch.where(mel <= _FLOOR, mel, torch.clamp(mel - shift, min=_FLOOR))
 
 
 class MixModel(nn.Module):
@@ -94,7 +125,7 @@ class MixModel(nn.Module):
                 f"context must have shape ({mel.shape[0]}, {self.context_size}), "
                 f"got {tuple(context.shape)}"
             )
-        return torch.sigmoid(self._forward(mel, context))
+        return torch.sigmoid(self._forward(level_normalise(mel), context))
 
     def _forward(self, mel: Tensor, context: Tensor) -> Tensor:
         raise NotImplementedError
@@ -128,11 +159,12 @@ def _init_conv_bn(module: nn.Module) -> None:
 class BaselineCNN(MixModel):
     """Plain CNN on the spectrogram; ignores the context.
 
-    Layers: four blocks of conv 3×3 → BatchNorm → ReLU → max-pool 2×2 with 16, 32, 64 and 96
+    Layers: four blocks of conv 3×3 → BatchNorm → ReLU → max-pool 2×2 with 24, 48, 96 and 128
     channels, the first conv with stride 1×2 in time (mel × time: 64 × 345 → 64 × 173 → 32 × 87
-    → 16 × 44 → 8 × 22 → 4 × 11), a 1×1 conv to 128 channels (BN, ReLU), global average pooling
-    over mel and time, an MLP head (128 → 64 → ``n_out``, GELU, dropout 0.2) and a sigmoid.
-    100,230 parameters (0.38 MiB of float32) for ``n_out = 6``.
+    → 16 × 44 → 8 × 22 → 4 × 11), a 1×1 conv to 192 channels (BN, ReLU), global average pooling
+    over mel and time, an MLP head (192 → 64 → ``n_out``, GELU, dropout 0.2) and a sigmoid.
+    201,158 parameters (0.77 MiB of float32) for ``n_out = 6``. (Half the channels, 100k
+    parameters, did worse at the same number of epochs: validation MAE 0.0363 against 0.0348.)
 
     It sees the spectrogram only, and only through a global average of its features: which
     band a feature came from is known to it only through the receptive field and the zero
@@ -146,8 +178,8 @@ class BaselineCNN(MixModel):
         n_mels: int = N_MELS,
         frames: int = CLIP_FRAMES,
         context_size: int = CONTEXT_SIZE,
-        channels: tuple[int, ...] = (16, 32, 64, 96),
-        width: int = 128,
+        channels: tuple[int, ...] = (24, 48, 96, 128),
+        width: int = 192,
     ) -> None:
         super().__init__(n_out=n_out, n_mels=n_mels, frames=frames, context_size=context_size)
         layers: list[nn.Module] = []

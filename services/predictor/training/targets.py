@@ -31,7 +31,7 @@ import numpy as np
 from services.common.params import BY_NAME, NAMES, to_vector
 from services.renderer.eq import ParametricEQ
 
-#: EQ gains drawn per band, and their range (dB): uniform, so every band is usually engaged.
+#: EQ gains drawn per band, and their range (dB): uniform, then centred (see :func:`draw_target`).
 EQ_GAINS: tuple[str, ...] = (
     "eq_low_shelf_gain_db",
     "eq_low_mid_gain_db",
@@ -52,12 +52,25 @@ LEARNED_INDEX: np.ndarray = np.array([NAMES.index(n) for n in LEARNED], dtype=np
 def draw_target(rng: np.random.Generator) -> dict[str, float]:
     """A target parameter set: every :data:`LEARNED` parameter drawn, the rest neutral.
 
+    The five EQ gains are drawn uniform in :data:`EQ_GAIN_RANGE_DB` and then **centred**: their
+    mean is subtracted, so they describe a change of tonal balance with no broadband part
+    (drawn again if centring takes a band outside the range). A boost or cut of every band
+    alike is a change of level, which the models cannot see (they normalise each clip's level)
+    and the mastering stage undoes (loudness normalisation); ``docs/training.md`` has the
+    measurements behind this choice. The width is log-uniform in :data:`WIDTH_RANGE`.
+
     Returns
     -------
     dict[str, float]
         Physical values of the learned parameters only (a renderer fills in the neutral rest).
     """
-    target = {name: float(rng.uniform(*EQ_GAIN_RANGE_DB)) for name in EQ_GAINS}
+    low, high = EQ_GAIN_RANGE_DB
+    while True:
+        gains = rng.uniform(low, high, size=len(EQ_GAINS))
+        gains -= gains.mean()
+        if gains.min() >= low and gains.max() <= high:
+            break
+    target = {name: float(g) for name, g in zip(EQ_GAINS, gains, strict=True)}
     lo, hi = np.log(WIDTH_RANGE[0]), np.log(WIDTH_RANGE[1])
     target["stereo_width"] = float(np.exp(rng.uniform(lo, hi)))
     return {name: target[name] for name in LEARNED}

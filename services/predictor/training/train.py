@@ -208,7 +208,8 @@ def checkpoint(config: TrainConfig, result: TrainResult, extra: dict[str, Any]) 
         "training_s": result.training_s,
         "parameters": result.parameters,
         "torch": torch.__version__,
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} thread"
+        + ("s" if torch.get_num_threads() != 1 else ""),
         **extra,
     }
 
