@@ -14,9 +14,10 @@ One definition for training and inference, so a model is always fed what it was 
 Neither depends on the song's gain where the models can see it: inference brings the song to
 the reference peak first (:func:`reference_gain_db`), every model normalises its clip's level
 (:func:`services.predictor.training.models.level_normalise`), and the context states loudness
-and energy as they would be with the song's true peak at :data:`REFERENCE_PEAK_DBTP`. A song turned down 10 dB gets the same AI versions; without this
-the models read the absolute level, which in generated training data (every clean mix peaks at
--1 dBFS) gives the damage away, and on uploads says nothing about it.
+and energy as they would be with the song's true peak at :data:`REFERENCE_PEAK_DBTP`. A song
+turned down 30 dB gets the same AI versions; without this the models read the absolute level,
+which in generated training data (every clean mix peaks at -1 dBFS) gives the damage away, and
+on uploads says nothing about it.
 """
 
 from __future__ import annotations
