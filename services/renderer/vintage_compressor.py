@@ -510,7 +510,11 @@ def _distortion_kernel(
                     rr = one + u * u
                     inv = one / math.sqrt(rr)  # r = sqrt(1 + u^2) is rr / r
                     r = rr * inv
-                    buf[p, i] = g_odd * (u * inv) + g_even * u + g_even_amount * (r - one) - v
+                    # r - 1 as u^2 / (r + 1): exactly 0 at u = 0 however the fast-math
+                    # reciprocal square root rounds (AVX-512's is not exact at 1, and r - 1
+                    # made silence come out as a -2.5e-9 DC step), and no cancellation near 0.
+                    even_term = u * u / (r + one)
+                    buf[p, i] = g_odd * (u * inv) + g_even * u + g_even_amount * even_term - v
             acc[:size] = 0.0
             for p in range(OVERSAMPLING):
                 for i in range(size):
