@@ -85,9 +85,11 @@ def song_clips(audio: np.ndarray, sample_rate: int, *, max_clips: int = MAX_CLIP
     return np.stack([x[:, s : s + length] for s in starts])
 
 
-def clip_features(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """The mid/side log-mel spectrograms of :func:`song_clips`, shape (clips, 2, mels, frames)."""
-    return np.stack([log_mel(c, sample_rate) for c in song_clips(audio, sample_rate)])
+def clip_features(audio: np.ndarray, sample_rate: int, *, gain_db: float = 0.0) -> np.ndarray:
+    """The mid/side log-mel spectrograms of :func:`song_clips`, shape (clips, 2, mels, frames),
+    with ``gain_db`` applied to the clips first (only they are copied, never the whole song)."""
+    gain = np.float32(10.0 ** (gain_db / 20.0))
+    return np.stack([log_mel(c * gain, sample_rate) for c in song_clips(audio, sample_rate)])
 
 
 def raw_predictions(
@@ -105,10 +107,8 @@ def raw_predictions(
 
     from services.predictor.weights import load_model
 
-    at_reference = np.asarray(audio, dtype=np.float32) * np.float32(
-        10.0 ** (reference_gain_db(analysis) / 20.0)
-    )
-    mel = torch.from_numpy(clip_features(at_reference, sample_rate).astype(np.float32))
+    features = clip_features(audio, sample_rate, gain_db=reference_gain_db(analysis))
+    mel = torch.from_numpy(features.astype(np.float32))
     context = torch.from_numpy(np.tile(context_vector(analysis), (mel.shape[0], 1)))
     out: dict[str, dict[str, float]] = {}
     with torch.inference_mode():
