@@ -164,7 +164,8 @@ class BaselineCNN(MixModel):
     → 16 × 44 → 8 × 22 → 4 × 11), a 1×1 conv to 192 channels (BN, ReLU), global average pooling
     over mel and time, an MLP head (192 → 64 → ``n_out``, GELU, dropout 0.2) and a sigmoid.
     201,158 parameters (0.77 MiB of float32) for ``n_out = 6``. (Half the channels, 100k
-    parameters, did worse at the same number of epochs: validation MAE 0.0363 against 0.0348.)
+    parameters, did worse at the same number of epochs in a comparison on an earlier data
+    version: validation MAE 0.0363 against 0.0348.)
 
     It sees the spectrogram only, and only through a global average of its features: which
     band a feature came from is known to it only through the receptive field and the zero
