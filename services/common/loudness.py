@@ -8,13 +8,17 @@ same gates), by a numba kernel that streams the audio once instead of copying an
 in float64 per channel; it agrees with pyloudnorm (:func:`integrated_loudness_reference`, the
 reference the tests hold it to) to about 1e-12 LU. Renderers that apply a gain curve to one
 signal many times keep its K-weighted power (:func:`kweighted_power`) and predict the loudness of
-the gained signal from it (:func:`loudness_of_power`).
+the gained signal from it (:func:`loudness_of_power`). Momentary and short-term loudness (EBU
+Tech 3341), the loudness of the mono fold-down and, from the short-term values, the loudness
+range (EBU Tech 3342) come from one K-weighting pass too (:func:`loudness_profile`,
+:func:`loudness_range`).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -616,3 +620,200 @@ def db_to_gain(db: float) -> float:
 
 def gain_to_db(gain: float) -> float:
     return 20.0 * math.log10(gain) if gain > 0 else -math.inf
+
+
+# --------------------------------------------------------------------------------------------
+# Loudness over time (EBU Tech 3341 momentary / short-term, EBU Tech 3342 loudness range)
+# --------------------------------------------------------------------------------------------
+
+#: EBU Tech 3341 short-term window (s); momentary windows are the 400 ms gating blocks.
+SHORT_TERM_S = 3.0
+#: EBU Tech 3342 loudness range: relative gate (LU below the power mean of the short-term
+#: values that pass the absolute gate) and the percentiles whose difference is the range.
+_LRA_RELATIVE_GATE_LU = -20.0
+_LRA_PERCENTILES = (10.0, 95.0)
+
+
+@dataclass(frozen=True)
+class LoudnessProfile:
+    """Loudness of one signal over time, from one K-weighting pass (:func:`loudness_profile`).
+
+    Attributes
+    ----------
+    integrated_lufs : float
+        BS.1770-4 integrated loudness, exactly as :func:`integrated_loudness` (LUFS).
+    momentary_lufs : np.ndarray, shape (blocks,), float64
+        EBU Tech 3341 momentary loudness every 100 ms (LUFS): the mean K-weighted power over
+        each BS.1770 gating block (400 ms, starting every 100 ms; the last may be cut short by
+        the end of the signal and is averaged over the frames it has). ``-inf`` where a block
+        is digitally silent.
+    short_term_lufs : np.ndarray, shape (windows,), float64
+        EBU Tech 3341 short-term loudness every 100 ms (LUFS): 3 s windows ending where each
+        gating block from the 27th on ends (the first ends 3.0 s into the signal). A signal
+        shorter than 3 s has one value, its whole length. ``-inf`` where digitally silent.
+    fold_down_lufs : float
+        Integrated loudness (LUFS) of the mono fold-down ``M = (L + R) / 2`` played on both
+        channels, i.e. of the two-channel signal ``(M, M)``; for one channel, the
+        ``integrated_lufs`` of that channel.
+    kweighted_energy : float
+        Channel-weighted K-weighted energy of the whole signal (sum over frames, no gating).
+    fold_down_energy : float
+        The same for the fold-down ``(M, M)``.
+    """
+
+    integrated_lufs: float
+    momentary_lufs: np.ndarray
+    short_term_lufs: np.ndarray
+    fold_down_lufs: float
+    kweighted_energy: float
+    fold_down_energy: float
+
+
+@numba.njit(cache=True, nogil=True)
+def _kweighted_fold_segments(
+    x: np.ndarray, coef: np.ndarray, weights: np.ndarray, bounds: np.ndarray
+) -> np.ndarray:  # pragma: no cover - numba
+    """Per segment ``[bounds[s], bounds[s + 1])`` of a one- or two-channel ``x``: row 0 the
+    channel-weighted K-weighted energy (the same arithmetic, in the same order, as
+    :func:`_kweighted_segments`), row 1 that of the fold-down ``(M, M)``, ``M = (L + R) / 2``.
+
+    K-weighting is linear, so the fold-down's K-weighted signal is the mean of the channels'
+    K-weighted signals (to rounding; exactly zero for channels in exact antiphase): no second
+    filter pass and no copy of the audio.
+    """
+    channels = x.shape[0]
+    segments = bounds.shape[0] - 1
+    out = np.zeros((2, segments))
+    k = (
+        *(coef[0, 0], coef[0, 1], coef[0, 2], coef[0, 4], coef[0, 5]),
+        *(coef[1, 0], coef[1, 1], coef[1, 2], coef[1, 4], coef[1, 5]),
+    )
+    pair = channels > 1
+    wl = weights[0]
+    wr = weights[1] if pair else 0.0
+    fold_scale = 0.25 * (wl + wr)  # (wl + wr) * ((w + u) / 2) ** 2, a power of two for (1, 1)
+    left = (0.0, 0.0, 0.0, 0.0)
+    right = (0.0, 0.0, 0.0, 0.0)
+    for s in range(segments):
+        total = 0.0
+        if pair:
+            folded = 0.0
+            for n in range(bounds[s], bounds[s + 1]):
+                w, left = _k_weight(float(x[0, n]), left, k)
+                u, right = _k_weight(float(x[1, n]), right, k)
+                total += wl * (w * w) + wr * (u * u)
+                m = w + u
+                folded += m * m
+            out[1, s] = fold_scale * folded
+        else:
+            for n in range(bounds[s], bounds[s + 1]):
+                w, left = _k_weight(float(x[0, n]), left, k)
+                total += wl * (w * w)
+            out[1, s] = total
+        out[0, s] = total
+    return out
+
+
+def _run_sums(values: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """``values[first[j]:stop[j]].sum()`` for every ``j`` (runs of a few dozen values at most),
+    summed in order without a cumulative sum (so quiet runs lose no precision to loud ones)."""
+    width = int((stop - first).max()) if first.size else 0
+    index = first[:, np.newaxis] + np.arange(width)
+    inside = index < stop[:, np.newaxis]
+    padded = np.append(values, 0.0)
+    return padded[np.where(inside, index, values.shape[0])].sum(axis=1)
+
+
+def _lufs(energy: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """BS.1770 loudness of a mean-square ``energy / frames`` (-inf where the energy is 0)."""
+    with np.errstate(divide="ignore"):
+        return -0.691 + 10.0 * np.log10(energy / frames)
+
+
+def loudness_profile(audio: np.ndarray, sample_rate: int) -> LoudnessProfile:
+    """Integrated, momentary and short-term loudness, and the integrated loudness of the mono
+    fold-down, from one K-weighting pass over ``audio`` (no copy of it; memory is a few values
+    per 100 ms).
+
+    The signal is K-weighted once and its energy summed over the segments between the BS.1770
+    gating block edges (every 100 ms, pyloudnorm's exact boundaries) and the end; every window
+    is a run of those segments, so each loudness is the mean K-weighted power over exactly the
+    frames of its window.
+
+    Parameters
+    ----------
+    audio : np.ndarray, shape (channels, frames)
+        One or two channels (L, R). Shorter than 400 ms is measured zero-padded to 400 ms, as
+        :func:`integrated_loudness` does.
+    sample_rate : int
+        Hz.
+
+    Returns
+    -------
+    LoudnessProfile
+
+    Raises
+    ------
+    ValueError
+        ``audio`` is not ``(channels, frames)`` with one or two channels.
+    """
+    x, sr = _loudness_input(audio, sample_rate)
+    if x.shape[0] > 2:
+        raise ValueError(f"audio must have one or two channels, got {x.shape[0]}")
+    frames = x.shape[1]
+    gate_bounds, first, stop = _gating_blocks(frames, sr)
+    bounds = gate_bounds if gate_bounds[-1] == frames else np.append(gate_bounds, frames)
+    energy = _kweighted_fold_segments(x, _k_weighting(sr), _weights(x.shape[0]), bounds)
+    gated = energy[:, : gate_bounds.shape[0] - 1]
+    integrated = _gated_loudness(gated[0], frames, sr)
+    fold_down = _gated_loudness(gated[1], frames, sr) if x.shape[0] > 1 else integrated
+
+    momentary = _lufs(_run_sums(energy[0], first, stop), bounds[stop] - bounds[first])
+    reach = int(round((SHORT_TERM_S - _GATE_BLOCK_S) / (_GATE_BLOCK_S * (1.0 - _GATE_OVERLAP))))
+    if first.shape[0] > reach:  # full 3 s windows: segments first[j - reach] to stop[j]
+        st_first, st_stop = first[: first.shape[0] - reach], stop[reach:]
+    else:  # shorter than 3 s: one window, the whole signal
+        st_first, st_stop = np.array([0]), np.array([bounds.shape[0] - 1])
+    short_term = _lufs(_run_sums(energy[0], st_first, st_stop), bounds[st_stop] - bounds[st_first])
+    for a in (momentary, short_term):
+        a.setflags(write=False)
+    return LoudnessProfile(
+        integrated_lufs=integrated,
+        momentary_lufs=momentary,
+        short_term_lufs=short_term,
+        fold_down_lufs=fold_down,
+        kweighted_energy=float(energy[0].sum()),
+        fold_down_energy=float(energy[1].sum()),
+    )
+
+
+def loudness_range(short_term_lufs: np.ndarray) -> float:
+    """EBU Tech 3342 loudness range (LU) of a series of short-term loudness values.
+
+    As the Tech 3342 reference code: keep the values at or above -70 LUFS; keep those at or
+    above the power mean of the kept values minus 20 LU; the range is the 95th minus the 10th
+    percentile of what is left (nearest rank: the sorted value at index ``round((n - 1) * p)``,
+    halves rounded up).
+
+    Parameters
+    ----------
+    short_term_lufs : np.ndarray, shape (n,)
+        3 s short-term loudness at 10 Hz or more (:attr:`LoudnessProfile.short_term_lufs`).
+
+    Returns
+    -------
+    float
+        LU, 0 when fewer than two values pass the gates.
+    """
+    values = np.asarray(short_term_lufs, dtype=np.float64)
+    values = values[values >= _ABSOLUTE_GATE_LUFS]
+    if values.shape[0] < 2:
+        return 0.0
+    mean_power = float(np.mean(10.0 ** (values / 10.0)))
+    values = np.sort(values[values >= 10.0 * math.log10(mean_power) + _LRA_RELATIVE_GATE_LU])
+    if values.shape[0] < 2:
+        return 0.0
+    low, high = (
+        values[int(math.floor((values.shape[0] - 1) * p / 100.0 + 0.5))] for p in _LRA_PERCENTILES
+    )
+    return float(high - low)
