@@ -82,6 +82,18 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser("evaluate", help="score the mix models on held-out generated songs")
     )
 
+    from services.analyzer import commands as analyzer_commands
+
+    analyzer_commands.add_train_arguments(
+        sub.add_parser("train-analyzer", help="train the analyzer's models on generated songs")
+    )
+    analyzer_commands.add_evaluate_arguments(
+        sub.add_parser(
+            "evaluate-analysis",
+            help="score the analysis on held-out labelled songs against plain librosa",
+        )
+    )
+
     sub.add_parser("serve", help="gateway and all stages in one process")
     for role in ("analyzer", "predictor", "renderer", "gateway"):
         sub.add_parser(role, help=f"run the {role} service (configured by MIXPILOT_* variables)")
@@ -231,6 +243,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return (
                 commands.run_train(args) if args.command == "train" else commands.run_evaluate(args)
             )
+        if args.command in ("train-analyzer", "evaluate-analysis"):
+            from services.analyzer import commands as analyzer_commands
+
+            if args.command == "train-analyzer":
+                return analyzer_commands.run_train(args)
+            return analyzer_commands.run_evaluate(args)
         if args.command == "serve":
             from gateway.runtime import run_serve
 

@@ -189,3 +189,43 @@ def drum_loop(
     left, right = mid - side, mid + side
     out = np.stack([left, right]) if channels == 2 else mid[None, :]
     return out.astype(np.float32)
+
+
+def metric_pattern(
+    bpm: float,
+    *,
+    beats_per_bar: int,
+    swing: float = 0.5,
+    sr: int = 44100,
+    duration_s: float = 24.0,
+    channels: int = 2,
+) -> np.ndarray:
+    """ "Oom-pah(-pah)": a bass note and kick on each downbeat, a lighter chord on the other
+    beats, the chord changing every bar (I-IV-V-I in C), and hi-hat ticks on the off-beat
+    eighths at ``swing`` of the beat (0.5 straight, 0.67 a triplet shuffle)."""
+    n = int(round(sr * duration_s))
+    y = np.zeros(n)
+    period = 60.0 / bpm
+    roots = (48, 53, 55, 48)
+    note_len = int(0.9 * period * sr)
+    t = np.arange(note_len) / sr
+    env = np.minimum(1.0, t / 0.005) * np.exp(-t / (0.4 * period))
+    tick_t = np.arange(int(0.02 * sr)) / sr
+    tick = np.random.default_rng(0).standard_normal(tick_t.size) * np.exp(-tick_t / 0.003)
+    kick = np.sin(2 * np.pi * 60 * t * np.exp(-t / 0.05)) * np.exp(-t / 0.08)
+    for i, start in enumerate(np.arange(0.0, duration_s - period, period)):
+        s = int(round(start * sr))
+        bar, beat = divmod(i, beats_per_bar)
+        root = roots[bar % len(roots)]
+        stab = np.zeros(note_len)
+        for iv in (12, 16, 19):
+            for h in range(1, 4):
+                stab += np.sin(2 * np.pi * midi_to_hz(root + iv) * h * t) / h
+        seg = 0.12 * env * stab
+        if beat == 0:
+            seg = seg + 0.25 * env * np.sin(2 * np.pi * midi_to_hz(root - 12) * t) + 0.5 * kick
+        y[s : s + note_len] += seg[: n - s]
+        h0 = int(round((start + swing * period) * sr))
+        if h0 + tick.size < n:
+            y[h0 : h0 + tick.size] += 0.3 * tick
+    return np.tile((0.8 * y / np.abs(y).max()).astype(np.float32), (channels, 1))

@@ -1,15 +1,14 @@
-"""Scalar audio features for the analyzer: levels, stereo image, spectral balance, energy.
+"""Spectral features and energy for the analyzer, and the analysis front end they share.
 
-Level and stereo features are measured on the input as given (its own sample rate and channels).
-Spectral features are measured on the shared analysis front end, :class:`Spectra`: a mono
-downmix resampled to :data:`ANALYSIS_SR` (22050 Hz, so spectral features cover 0-11025 Hz), with
-one STFT and one mel spectrogram reused by the tempo, key and genre code.
+Levels, loudness and the stereo image are in :mod:`services.analyzer.levels`. Spectral features
+are measured on the shared analysis front end, :class:`Spectra`: a mono downmix resampled to
+:data:`ANALYSIS_SR` (22050 Hz, so spectral features cover 0-11025 Hz), with one STFT and one mel
+spectrogram reused by the tempo, key and genre code.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import librosa
@@ -25,15 +24,10 @@ N_MELS = 128
 LOW_BAND_HZ = 150.0
 #: Lower edge of the "high band" (cymbals, air).
 HIGH_BAND_HZ = 5000.0
-#: Stereo width reported when the mid signal is (numerically) silent: pure antiphase.
-MAX_STEREO_WIDTH = 1000.0
-#: Floor for levels in dB, so that digital silence gives a finite number.
-FLOOR_DB = -200.0
+#: Share of the long-term power below the spectral roll-off frequency.
+ROLLOFF_SHARE = 0.85
 #: HPSS median-filter lengths on the mel spectrogram: (frames, mel bands).
 HPSS_KERNEL = (17, 17)
-
-#: Frames per block for the sample-domain sums (bounded memory on long, high-rate songs).
-BLOCK_FRAMES = 1 << 20
 
 _EPS = 1e-12
 
@@ -56,6 +50,8 @@ class Spectra:
         Mel power spectrogram.
     freqs_hz : np.ndarray, shape (1 + N_FFT // 2,)
         Centre frequency of each STFT bin.
+    mel_freqs_hz : np.ndarray, shape (N_MELS,)
+        Centre frequency of each mel band.
     bandwidth_hz : float
         Highest frequency the source can contain, below the resamplers' transition bands:
         0.9 x the lower of the two Nyquist frequencies (9922 Hz for a 44.1 kHz song, 3600 Hz
@@ -68,6 +64,7 @@ class Spectra:
     magnitude: np.ndarray
     mel_power: np.ndarray
     freqs_hz: np.ndarray
+    mel_freqs_hz: np.ndarray
     bandwidth_hz: float
 
 
@@ -127,82 +124,9 @@ def compute_spectra(
         magnitude=magnitude,
         mel_power=mel_power,
         freqs_hz=freqs,
+        mel_freqs_hz=librosa.mel_frequencies(n_mels=N_MELS + 2, fmax=sr / 2.0)[1:-1],
         bandwidth_hz=0.9 * min(sr, source_sample_rate or sr) / 2.0,
     )
-
-
-def _frame_blocks(x: np.ndarray) -> Iterator[np.ndarray]:
-    """``x`` (channels, frames) as float64 blocks of at most :data:`BLOCK_FRAMES` frames, so
-    sums are exact without a float64 copy of a whole long song."""
-    for start in range(0, x.shape[1], BLOCK_FRAMES):
-        yield np.asarray(x[:, start : start + BLOCK_FRAMES], dtype=np.float64)
-
-
-def _db(power_or_amplitude: float, *, power: bool) -> float:
-    if power_or_amplitude <= 0.0:
-        return FLOOR_DB
-    scale = 10.0 if power else 20.0
-    return max(FLOOR_DB, scale * math.log10(power_or_amplitude))
-
-
-def level_features(audio: np.ndarray) -> dict[str, float]:
-    """Sample-domain levels of the whole signal (all channels together).
-
-    Parameters
-    ----------
-    audio : np.ndarray, shape (channels, frames)
-
-    Returns
-    -------
-    dict
-        ``rms_db`` (dBFS, RMS over every sample of every channel; a full-scale sine reads
-        -3.01), ``sample_peak_dbfs`` (largest absolute sample), ``crest_factor_db``
-        (``sample_peak_dbfs - rms_db``: 3.01 dB for a sine, larger for dynamic material) and
-        ``dc_offset`` (mean sample value, linear).
-    """
-    x = np.asarray(audio)
-    sum_square = total = peak = 0.0
-    for block in _frame_blocks(x):
-        sum_square += float(np.einsum("ij,ij->", block, block))
-        total += float(block.sum())
-        peak = max(peak, float(np.abs(block).max()))
-    mean_square = sum_square / x.size
-    rms_db = _db(mean_square, power=True)
-    peak_db = _db(peak, power=False)
-    return {
-        "rms_db": rms_db,
-        "sample_peak_dbfs": peak_db,
-        "crest_factor_db": peak_db - rms_db if mean_square > 0 else 0.0,
-        "dc_offset": total / x.size,
-    }
-
-
-def stereo_width(audio: np.ndarray) -> float:
-    """Side-to-mid energy ratio, ``sum(S**2) / sum(M**2)`` with ``M = (L + R) / 2`` and
-    ``S = (L - R) / 2``.
-
-    0 for mono (one channel, or two identical channels), 1 for uncorrelated channels of equal
-    level, above 1 for material with out-of-phase content; :data:`MAX_STEREO_WIDTH` when the mid
-    signal is silent (channels in exact antiphase).
-
-    Parameters
-    ----------
-    audio : np.ndarray, shape (channels, frames)
-    """
-    x = np.asarray(audio)
-    if x.shape[0] < 2:
-        return 0.0
-    e_mid = e_side = 0.0
-    for block in _frame_blocks(x):
-        mid = 0.5 * (block[0] + block[1])
-        side = 0.5 * (block[0] - block[1])
-        e_mid += float(np.dot(mid, mid))
-        e_side += float(np.dot(side, side))
-    if e_side <= 0.0:
-        return 0.0
-    if e_mid <= e_side / MAX_STEREO_WIDTH:
-        return MAX_STEREO_WIDTH
-    return e_side / e_mid
 
 
 def spectral_features(spectra: Spectra) -> dict[str, float]:
@@ -223,6 +147,10 @@ def spectral_features(spectra: Spectra) -> dict[str, float]:
         between 20 Hz and the source bandwidth (0 for a pure tone, 1 for white noise at any
         sample rate). ``percussive_ratio``: percussive share of the
         mel-spectrogram energy after median-filter harmonic/percussive separation (0-1).
+        ``spectral_rolloff_hz``: frequency below which :data:`ROLLOFF_SHARE` of the long-term
+        power lies. ``spectral_bandwidth_hz``: magnitude-weighted standard deviation of
+        frequency around the centroid (librosa's ``spectral_bandwidth`` with p = 2, on the
+        long-term spectrum).
     """
     mag = spectra.magnitude
     freqs = spectra.freqs_hz
@@ -237,8 +165,15 @@ def spectral_features(spectra: Spectra) -> dict[str, float]:
             "high_band_share": 0.0,
             "spectral_flatness": 0.0,
             "percussive_ratio": 0.0,
+            "spectral_rolloff_hz": 0.0,
+            "spectral_bandwidth_hz": 0.0,
         }
     centroid = float(np.dot(freqs, mag_sum) / total_mag)
+    bandwidth = math.sqrt(float(np.dot((freqs - centroid) ** 2, mag_sum) / total_mag))
+    cumulative = np.cumsum(power_sum)
+    rolloff = float(
+        freqs[min(freqs.size - 1, np.searchsorted(cumulative, ROLLOFF_SHARE * total_power))]
+    )
     low = float(power_sum[freqs < LOW_BAND_HZ].sum() / total_power)
     high = float(power_sum[freqs >= HIGH_BAND_HZ].sum() / total_power)
     in_band = (freqs >= 20.0) & (freqs <= spectra.bandwidth_hz)
@@ -253,6 +188,8 @@ def spectral_features(spectra: Spectra) -> dict[str, float]:
         "high_band_share": high,
         "spectral_flatness": min(1.0, flatness),
         "percussive_ratio": percussive_ratio(mel_power=spectra.mel_power),
+        "spectral_rolloff_hz": rolloff,
+        "spectral_bandwidth_hz": bandwidth,
     }
 
 

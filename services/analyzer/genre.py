@@ -1,15 +1,19 @@
-"""Genre: a hand-written rule-based heuristic over a few analysis features.
+"""Genre: a logistic-regression classifier over analysis features, trained on generated songs.
 
-Issue 5 replaces it with a classifier trained on generated songs; nothing here was fit
-to data. Each genre has a hand-set typical value (:data:`TYPICAL`) and spread (:data:`SPREAD`)
-for seven features; a song's score for a genre is the sum over the features of ``-0.5 * z**2``,
-``z = (value - typical) / spread`` (a naive-Bayes log-likelihood with Gaussian features and equal
-genre priors). Probabilities are ``softmax(score / TEMPERATURE)``; the genre is the argmax.
+The five genres are the song generator's (:mod:`services.predictor.songgen`): pop, rock,
+electronic, jazz and ballad, as that generator writes, orchestrates and mixes them with a
+General MIDI soundfont. The classifier (``weights/genre.json``, trained by
+``mixpilot train-analyzer``) has seen nothing else: it tells which of these five a song most
+resembles, from its tempo, metre and swing, rhythm density, spectrum, timbre and stereo image.
+On commercial recordings, other genres and other instrumentation it is an educated guess;
+``genre_override`` is there for users who know better.
 
-Features (as computed by :mod:`services.analyzer.features` and :mod:`services.analyzer.tempo`):
-``tempo_octaves`` = log2(tempo_bpm / 120), ``tempo_confidence``, ``onset_rate_hz``,
-``percussive_ratio``, ``centroid_octaves`` = log2(spectral_centroid_hz / 1000),
-``low_band_share`` and ``crest_factor_db``.
+Inputs (:data:`GENRE_FEATURES`): tempo (octaves from 120 BPM) and its confidence, probability
+of 3/4, swing ratio, onsets per second, percussive ratio, probability of a minor key, spectral
+centroid (octaves from 1 kHz), low- and high-band shares, spectral flatness, crest factor,
+stereo width and L/R correlation, and the song's timbre: the mean log power of 16 groups of
+8 mel bands relative to their average (the spectral envelope), and the standard deviation over
+time of 8 groups of 16 bands (how much each region moves).
 """
 
 from __future__ import annotations
@@ -21,44 +25,44 @@ from typing import Literal
 
 import numpy as np
 
+from services.analyzer import linear
+from services.analyzer.linear import LinearModel
 from services.common.errors import InvalidParameterError
 
 Genre = Literal["pop", "rock", "electronic", "jazz", "ballad"]
 GENRES: tuple[Genre, ...] = ("pop", "rock", "electronic", "jazz", "ballad")
-METHOD_HEURISTIC = "heuristic"
+METHOD_CLASSIFIER = "classifier"
 METHOD_OVERRIDE = "override"
-#: Softmax temperature: higher spreads probability over more genres.
-TEMPERATURE = 2.0
 
-#: Feature names the heuristic reads, in :data:`TYPICAL` column order.
-HEURISTIC_FEATURES: tuple[str, ...] = (
+#: Timbre groups: mean log power of 16 x 8 mel bands, spread over time of 8 x 16.
+ENVELOPE_GROUPS = 16
+MOTION_GROUPS = 8
+#: Frames quieter than this (relative to the loudest) are left out of the timbre statistics.
+QUIET_DB = -60.0
+
+SCALAR_FEATURES: tuple[str, ...] = (
     "tempo_octaves",
     "tempo_confidence",
-    "onset_rate_hz",
+    "meter_3_4_probability",
+    "swing_ratio",
+    "onsets_per_s",
     "percussive_ratio",
+    "minor_probability",
     "centroid_octaves",
     "low_band_share",
+    "high_band_share",
+    "spectral_flatness",
     "crest_factor_db",
+    "stereo_width",
+    "lr_correlation",
+)
+GENRE_FEATURES: tuple[str, ...] = (
+    SCALAR_FEATURES
+    + tuple(f"envelope_{i}" for i in range(ENVELOPE_GROUPS))
+    + tuple(f"motion_{i}" for i in range(MOTION_GROUPS))
 )
 
-#: Typical value of each feature per genre, columns as :data:`HEURISTIC_FEATURES`:
-#: tempo octaves, tempo confidence, onsets/s, percussive ratio, centroid octaves, low-band share,
-#: crest factor dB.
-TYPICAL: dict[Genre, tuple[float, ...]] = {
-    "pop": (-0.13, 0.60, 3.0, 0.35, 1.00, 0.40, 11.0),
-    "rock": (0.06, 0.55, 3.8, 0.38, 1.50, 0.30, 11.0),
-    "electronic": (0.07, 0.75, 3.5, 0.45, 1.10, 0.55, 10.0),
-    "jazz": (0.00, 0.40, 3.5, 0.30, 0.58, 0.25, 15.0),
-    "ballad": (-0.74, 0.45, 1.8, 0.18, 0.26, 0.30, 14.0),
-}
-#: Spread (the Gaussian's standard deviation) of each feature per genre, same columns.
-SPREAD: dict[Genre, tuple[float, ...]] = {
-    "pop": (0.35, 0.25, 1.2, 0.12, 0.50, 0.15, 3.5),
-    "rock": (0.35, 0.25, 1.3, 0.12, 0.50, 0.15, 3.5),
-    "electronic": (0.25, 0.20, 1.5, 0.12, 0.60, 0.15, 3.5),
-    "jazz": (0.50, 0.25, 1.5, 0.12, 0.50, 0.15, 4.0),
-    "ballad": (0.30, 0.25, 1.0, 0.10, 0.50, 0.15, 4.0),
-}
+_EPS = 1e-12
 
 
 @dataclass(frozen=True)
@@ -70,9 +74,9 @@ class GenreEstimate:
     genre : str
         One of :data:`GENRES`.
     method : str
-        ``"heuristic"``, or ``"override"`` when the caller named the genre.
+        ``"classifier"``, or ``"override"`` when the caller named the genre.
     probabilities : dict[str, float]
-        Heuristic probability of every genre (sums to 1), also when overridden.
+        The classifier's probability of every genre (sums to 1), also when overridden.
     """
 
     genre: Genre
@@ -91,61 +95,43 @@ def validate_genre(name: str) -> Genre:
     raise InvalidParameterError(f"genre {name!r} is not one of {', '.join(GENRES)}")
 
 
-def heuristic_inputs(
-    *,
-    tempo_bpm: float,
-    tempo_confidence: float,
-    onset_rate_hz: float,
-    percussive_ratio: float,
-    spectral_centroid_hz: float,
-    low_band_share: float,
-    crest_factor_db: float,
-) -> dict[str, float]:
-    """The :data:`HEURISTIC_FEATURES` from analysis values with units."""
-    return {
-        "tempo_octaves": math.log2(max(tempo_bpm, 1.0) / 120.0),
-        "tempo_confidence": tempo_confidence,
-        "onset_rate_hz": onset_rate_hz,
-        "percussive_ratio": percussive_ratio,
-        "centroid_octaves": math.log2(max(spectral_centroid_hz, 20.0) / 1000.0),
-        "low_band_share": low_band_share,
-        "crest_factor_db": crest_factor_db,
-    }
+def timbre(mel_power: np.ndarray) -> np.ndarray:
+    """Spectral envelope and motion of a mel power spectrogram (128 bands), shape (24,).
 
-
-def genre_scores(inputs: Mapping[str, float]) -> dict[str, float]:
-    """Log-likelihood score of each genre (higher is more likely).
-
-    Parameters
-    ----------
-    inputs : Mapping[str, float]
-        Every name in :data:`HEURISTIC_FEATURES` (see :func:`heuristic_inputs`).
+    Level-independent: a gain shifts every log power alike, and the envelope is relative to
+    its own mean.
     """
-    x = np.array([float(inputs[name]) for name in HEURISTIC_FEATURES])
-    scores: dict[str, float] = {}
-    for g in GENRES:
-        z = (x - np.array(TYPICAL[g])) / np.array(SPREAD[g])
-        scores[g] = float(-0.5 * np.dot(z, z))
-    return scores
+    n_mels, frames = mel_power.shape
+    out = np.zeros(ENVELOPE_GROUPS + MOTION_GROUPS)
+    if frames == 0 or float(mel_power.max(initial=0.0)) <= _EPS:
+        return out
+    db = 10.0 * np.log10(np.maximum(mel_power, _EPS * float(mel_power.max())))
+    frame_db = 10.0 * np.log10(np.maximum(mel_power.sum(axis=0), _EPS))
+    keep = frame_db > frame_db.max() + QUIET_DB
+    db = db[:, keep]
+    envelope = db.reshape(ENVELOPE_GROUPS, n_mels // ENVELOPE_GROUPS, -1).mean(axis=(1, 2))
+    out[:ENVELOPE_GROUPS] = envelope - envelope.mean()
+    motion = db.reshape(MOTION_GROUPS, n_mels // MOTION_GROUPS, -1).mean(axis=1).std(axis=1)
+    out[ENVELOPE_GROUPS:] = motion
+    return out
 
 
-def probabilities(scores: Mapping[str, float]) -> dict[str, float]:
-    """``softmax(score / TEMPERATURE)`` over :data:`GENRES`."""
-    s = np.array([scores[g] for g in GENRES]) / TEMPERATURE
-    e = np.exp(s - s.max())
-    p = e / e.sum()
-    return {g: float(v) for g, v in zip(GENRES, p, strict=True)}
+def genre_inputs(scalars: Mapping[str, float], timbre_row: np.ndarray) -> np.ndarray:
+    """The classifier's input row: :data:`SCALAR_FEATURES` from ``scalars`` (analysis values
+    with units: ``tempo_bpm``, ``spectral_centroid_hz`` and the rest by name), then the
+    :func:`timbre` row."""
+    values = dict(scalars)
+    values["tempo_octaves"] = math.log2(max(values.pop("tempo_bpm"), 1.0) / 120.0)
+    values["centroid_octaves"] = math.log2(max(values.pop("spectral_centroid_hz"), 20.0) / 1000.0)
+    values["stereo_width"] = min(values["stereo_width"], 4.0)
+    row = [float(values[name]) for name in SCALAR_FEATURES]
+    return np.nan_to_num(np.concatenate([row, timbre_row]))
 
 
-def classify(inputs: Mapping[str, float], *, override: str | None = None) -> GenreEstimate:
-    """Genre of a song from its :data:`HEURISTIC_FEATURES`.
-
-    Parameters
-    ----------
-    inputs : Mapping[str, float]
-        See :func:`heuristic_inputs`.
-    override : str, optional
-        A genre the caller already knows; validated, then returned with method ``"override"``.
+def classify(
+    row: np.ndarray, *, override: str | None = None, model: LinearModel | None = None
+) -> GenreEstimate:
+    """Genre of a song from its :func:`genre_inputs` row.
 
     Raises
     ------
@@ -153,18 +139,10 @@ def classify(inputs: Mapping[str, float], *, override: str | None = None) -> Gen
         ``override`` is not one of :data:`GENRES`.
     """
     forced = validate_genre(override) if override is not None else None
-    probs = probabilities(genre_scores(inputs))
+    clf = linear.load("genre") if model is None else model
+    p = clf.probabilities(row)[0]
+    probs = {g: float(p[clf.classes.index(g)]) for g in GENRES}
     if forced is not None:
         return GenreEstimate(forced, METHOD_OVERRIDE, probs)
     best = max(GENRES, key=lambda g: probs[g])
-    return GenreEstimate(best, METHOD_HEURISTIC, probs)
-
-
-def table_markdown() -> str:
-    """The heuristic's profile table for docs/analysis.md (generated, so it cannot drift)."""
-    header = "| genre | " + " | ".join(f"`{f}`" for f in HEURISTIC_FEATURES) + " |"
-    rows = [header, "|---" * (len(HEURISTIC_FEATURES) + 1) + "|"]
-    for g in GENRES:
-        cells = [f"{t:g} ± {s:g}" for t, s in zip(TYPICAL[g], SPREAD[g], strict=True)]
-        rows.append(f"| {g} | " + " | ".join(cells) + " |")
-    return "\n".join(rows) + "\n"
+    return GenreEstimate(best, METHOD_CLASSIFIER, probs)

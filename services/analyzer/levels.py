@@ -222,7 +222,7 @@ def level_features(audio: np.ndarray, sample_rate: int) -> dict[str, float]:
         "true_peak_dbtp": peak_dbtp,
         "sample_peak_dbfs": sample_peak_dbfs,
         "rms_db": rms_db,
-        "crest_factor_db": sample_peak_dbfs - rms_db if mean_square > 0.0 else 0.0,
+        "crest_factor_db": max(0.0, sample_peak_dbfs - rms_db) if mean_square > 0.0 else 0.0,
         "dc_offset": 0.5 * (totals[_SUM_L] + totals[_SUM_R]) / max(frames, 1),
         "plr_db": peak_dbtp - loudness if loudness > SILENT_LUFS else 0.0,
         "stereo_width": _stereo_width(totals[_SQ_MID], totals[_SQ_SIDE]) if channels > 1 else 0.0,

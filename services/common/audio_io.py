@@ -150,8 +150,11 @@ def read_audio(
     )
 
 
-def check_audio(audio: np.ndarray, sample_rate: int) -> None:
+def check_audio(audio: np.ndarray, sample_rate: int, *, allow_silence: bool = False) -> None:
     """Entry check for anything that will be analysed or mixed.
+
+    ``allow_silence`` lets silence through (the analyzer measures it, with zero confidence);
+    everything that mixes rejects it.
 
     Raises
     ------
@@ -171,7 +174,7 @@ def check_audio(audio: np.ndarray, sample_rate: int) -> None:
             f"the audio is {audio.shape[1] / sample_rate:.2f} s long; at least "
             f"{MIN_DURATION_S:g} s is needed"
         )
-    if float(np.max(np.abs(audio))) < SILENCE_PEAK:
+    if not allow_silence and float(np.max(np.abs(audio))) < SILENCE_PEAK:
         raise InvalidAudioError("the audio is silent")
 
 

@@ -21,7 +21,10 @@ import soundfile as sf
 from gateway.store import JobStore
 from mixpilot.v1 import mixpilot_pb2 as pb
 from mixpilot.v1 import mixpilot_pb2_grpc as pb_grpc
+from services.analyzer.analysis import analyze
+from services.common.audio_io import read_audio
 from services.common.bus import DLQ, RENDERED, KafkaBus
+from services.common.jobs import to_dict
 from services.common.loudness import integrated_loudness, true_peak_dbtp
 from services.predictor.inference import AI_VERSIONS
 from tests.cluster import Cluster, running_cluster
@@ -128,7 +131,8 @@ def test_every_process_exposes_metrics(cluster: Cluster) -> None:
 def test_stages_answer_grpc_directly(cluster: Cluster) -> None:
     """The gateway can call a stage directly (e.g. a re-render): Analyze, Predict, Render."""
     sr = 22050
-    resp = _submit(cluster, _wav_bytes(little_song(sr=sr, duration_s=6.0), sr))
+    upload = _wav_bytes(little_song(sr=sr, duration_s=6.0), sr)
+    resp = _submit(cluster, upload)
     job_id = resp.json()["job_id"]
     _wait_state(cluster, job_id, {"done"})
     store = JobStore(cluster.database_url)
@@ -153,6 +157,12 @@ def test_stages_answer_grpc_directly(cluster: Cluster) -> None:
         .job
     )
     assert analyzed.analysis.sample_rate == sr and analyzed.analysis.key
+    # One analysis, three doors: the gRPC call, the Kafka stage (the job's report) and the
+    # in-process function behind `mixpilot analyze --json` give the same fields and values.
+    report = httpx.get(f"{cluster.gateway_url}/v1/jobs/{job_id}/report", timeout=10).json()
+    assert to_dict(analyzed.analysis) == report["analysis"]
+    audio, rate, _ = read_audio(upload, max_duration_s=MAX_DURATION_S)
+    assert analyze(audio, rate) == analyzed.analysis
     predicted = (
         stub("predictor", pb_grpc.PredictorStub)
         .Predict(  # type: ignore[attr-defined]

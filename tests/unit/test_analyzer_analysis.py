@@ -20,13 +20,21 @@ FEATURE_NAMES = {
     "rms_db",
     "sample_peak_dbfs",
     "dc_offset",
+    "short_term_max_lufs",
+    "momentary_max_lufs",
+    "loudness_range_lu",
+    "plr_db",
+    "lr_correlation",
+    "mono_compatibility_lu",
     "onset_rate_hz",
     "percussive_ratio",
     "low_band_share",
     "high_band_share",
     "spectral_flatness",
+    "spectral_rolloff_hz",
+    "spectral_bandwidth_hz",
     "tuning_cents",
-    *(f"genre_prob_{g}" for g in genre.GENRES),
+    "swing_ratio",
 }
 
 
@@ -42,6 +50,7 @@ def assert_valid(result, *, sample_rate: int, channels: int, frames: int) -> Non
         result.spectral_centroid_hz,
         *result.beat_times_s,
         *result.features.values(),
+        *result.genre_probabilities.values(),
     ]
     assert all(math.isfinite(v) for v in numbers)
     assert -70.0 <= result.loudness_lufs <= 10.0
@@ -50,6 +59,9 @@ def assert_valid(result, *, sample_rate: int, channels: int, frames: int) -> Non
         result.tempo_confidence,
         result.key_confidence,
         result.energy,
+        result.meter_confidence,
+        result.valence,
+        result.danceability,
         result.features["percussive_ratio"],
         result.features["low_band_share"],
         result.features["high_band_share"],
@@ -61,10 +73,11 @@ def assert_valid(result, *, sample_rate: int, channels: int, frames: int) -> Non
     assert 0.0 <= result.spectral_centroid_hz <= 11025.0
     assert KEY_PATTERN.match(result.key)
     assert result.genre in genre.GENRES
-    assert result.genre_method in ("heuristic", "override")
+    assert result.genre_method in ("classifier", "override")
+    assert result.meter in ("4/4", "3/4")
     assert set(result.features) == FEATURE_NAMES
-    probs = [result.features[f"genre_prob_{g}"] for g in genre.GENRES]
-    assert sum(probs) == pytest.approx(1.0)
+    assert set(result.genre_probabilities) == set(genre.GENRES)
+    assert sum(result.genre_probabilities.values()) == pytest.approx(1.0)
     beats = np.array(result.beat_times_s)
     assert np.all(np.diff(beats) > 0)
     assert np.all((beats >= 0) & (beats <= result.duration_s))
@@ -109,7 +122,6 @@ def test_analysis_is_deterministic_and_leaves_the_input_alone() -> None:
     ("audio", "reason"),
     [
         (np.full((2, 44100), np.nan, dtype=np.float32), "NaN"),
-        (np.zeros((2, 44100), dtype=np.float32), "silent"),
         (sine(440.0, duration_s=0.5), "long"),
         (np.zeros((3, 44100), dtype=np.float32), "shape"),
         (np.ones((2, 44100), dtype=np.int16), "floating"),
@@ -150,10 +162,50 @@ def test_any_valid_audio_gives_finite_bounded_results(
     audio = (10 ** (level_db / 20) * (noise / max(np.abs(noise).max(), 1e-9) + dc)).astype(
         np.float32
     )
-    if float(np.abs(audio).max()) < 1e-6:
-        return  # digital silence is rejected by design (tested above)
     result = analyze(audio, sr)
     assert_valid(result, sample_rate=sr, channels=channels, frames=frames)
+
+
+@pytest.mark.parametrize(
+    ("name", "audio", "sr"),
+    [
+        ("digital silence", np.zeros((2, 44100), dtype=np.float32), 44100),
+        ("silence at -130 dBFS", np.full((2, 88200), 3e-7, dtype=np.float32), 44100),
+        ("one second of noise", None, 44100),
+    ],
+)
+def test_audio_without_music_gives_a_result_with_low_confidence(
+    name: str, audio: np.ndarray | None, sr: int, rng: np.random.Generator
+) -> None:
+    if audio is None:
+        audio = (0.3 * rng.standard_normal((2, sr))).astype(np.float32)
+    result = analyze(audio, sr)
+    assert_valid(result, sample_rate=sr, channels=audio.shape[0], frames=audio.shape[1])
+    assert result.tempo_confidence < 0.3, name
+    assert result.key_confidence < 0.3, name
+    assert result.meter_confidence < 0.3, name
+
+
+def test_clipped_and_narrow_band_music_is_still_read() -> None:
+    # 24 dB too hot and clipped hard at full scale; and the same song as 8 kHz mono.
+    song = little_song(sr=44100, duration_s=8.0)
+    clipped = np.clip(16.0 * song, -1.0, 1.0)
+    result = analyze(clipped, 44100)
+    assert_valid(result, sample_rate=44100, channels=2, frames=song.shape[1])
+    assert result.crest_factor_db < 4.0
+    assert result.key == "A minor"
+    narrow = little_song(sr=8000, duration_s=8.0, channels=1)
+    result = analyze(narrow, 8000)
+    assert_valid(result, sample_rate=8000, channels=1, frames=narrow.shape[1])
+    assert result.key == "A minor"
+
+
+def test_silence_reads_at_the_floors() -> None:
+    result = analyze(np.zeros((2, 44100), dtype=np.float32), 44100)
+    assert result.loudness_lufs == -70.0
+    assert result.tempo_confidence == 0.0 and result.key_confidence == 0.0
+    assert result.meter_confidence == 0.0
+    assert result.beat_times_s == []
 
 
 def test_warm_up_runs() -> None:

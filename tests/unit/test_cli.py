@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 
 from gateway.cli import main
+from mixpilot.v1 import mixpilot_pb2 as pb
 from services.common.loudness import integrated_loudness, true_peak_dbtp
 from services.predictor.inference import AI_VERSIONS
 from services.predictor.training.targets import LEARNED
@@ -151,17 +152,11 @@ def test_analyze_json_has_the_stable_fields(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     a = json.loads(proc.stdout)
-    for field in (
-        "tempo_bpm",
-        "key",
-        "genre",
-        "loudness_lufs",
-        "true_peak_dbtp",
-        "duration_s",
-        "sample_rate",
-        "channels",
-    ):
-        assert field in a
+    # Every field of the Analysis message, as documented in docs/analysis.md.
+    assert set(a) == {f.name for f in pb.Analysis.DESCRIPTOR.fields}
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "analysis.md").read_text()
+    for name in [*a, *a["features"]]:
+        assert f"| `{name}` |" in docs, name
     assert a["genre"] in {"pop", "rock", "electronic", "jazz", "ballad"}
     assert abs(a["tempo_bpm"] - 120.0) <= 2.4
     assert a["key"].endswith((" major", " minor"))

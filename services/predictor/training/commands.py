@@ -10,10 +10,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from services.common.progress import songs_bar
 from services.predictor.training.config import MODEL_NAMES, TrainConfig
 
 
@@ -55,21 +55,6 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _songs_bar(desc: str, quiet: bool) -> Any:
-    from tqdm import tqdm
-
-    bar: list[Any] = []
-
-    def progress(done: int, total: int) -> None:
-        if not bar:
-            bar.append(tqdm(total=total, desc=desc, unit="song", disable=quiet, file=sys.stderr))
-        bar[0].update(done - bar[0].n)
-        if done == total:
-            bar[0].close()
-
-    return progress
-
-
 def run_train(args: argparse.Namespace) -> int:
     from services.predictor.training.dataset import build_examples
     from services.predictor.training.train import checkpoint, plot_history, save, train
@@ -93,13 +78,13 @@ def run_train(args: argparse.Namespace) -> int:
         "train",
         config.train_songs,
         workers=args.workers,
-        progress=_songs_bar("training songs", args.quiet),
+        progress=songs_bar("training songs", args.quiet),
     )
     validation_set = build_examples(
         "validation",
         config.validation_songs,
         workers=args.workers,
-        progress=_songs_bar("validation songs", args.quiet),
+        progress=songs_bar("validation songs", args.quiet),
     )
     data_s = time.perf_counter() - started
     result = train(config, train_set, validation_set, progress=not args.quiet, log=print)
@@ -145,7 +130,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             train_mean = np.asarray(meta["train_mean"], dtype=np.float32)
     assert train_mean is not None
     test = build_examples(
-        "test", args.test_songs, workers=args.workers, progress=_songs_bar("test songs", args.quiet)
+        "test", args.test_songs, workers=args.workers, progress=songs_bar("test songs", args.quiet)
     )
     results = evaluate(
         models,

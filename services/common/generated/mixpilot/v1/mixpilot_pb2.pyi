@@ -145,6 +145,26 @@ class Analysis(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class GenreProbabilitiesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     DURATION_S_FIELD_NUMBER: _builtins.int
     SAMPLE_RATE_FIELD_NUMBER: _builtins.int
     CHANNELS_FIELD_NUMBER: _builtins.int
@@ -162,6 +182,15 @@ class Analysis(_message.Message):
     BEAT_TIMES_S_FIELD_NUMBER: _builtins.int
     GENRE_METHOD_FIELD_NUMBER: _builtins.int
     FEATURES_FIELD_NUMBER: _builtins.int
+    METER_FIELD_NUMBER: _builtins.int
+    METER_CONFIDENCE_FIELD_NUMBER: _builtins.int
+    VALENCE_FIELD_NUMBER: _builtins.int
+    DANCEABILITY_FIELD_NUMBER: _builtins.int
+    GENRE_PROBABILITIES_FIELD_NUMBER: _builtins.int
+    COMPRESSION_STYLE_FIELD_NUMBER: _builtins.int
+    EQ_CHARACTER_FIELD_NUMBER: _builtins.int
+    REVERB_STYLE_FIELD_NUMBER: _builtins.int
+    REVERB_AMOUNT_FIELD_NUMBER: _builtins.int
     duration_s: _builtins.float
     sample_rate: _builtins.int
     channels: _builtins.int
@@ -188,11 +217,31 @@ class Analysis(_message.Message):
     spectral_centroid_hz: _builtins.float
     genre_method: _builtins.str
     """how genre was decided (e.g. "heuristic", "override")"""
+    meter: _builtins.str
+    """"4/4" | "3/4" """
+    meter_confidence: _builtins.float
+    """0..1"""
+    valence: _builtins.float
+    """0..1, musical positiveness (docs/analysis.md)"""
+    danceability: _builtins.float
+    """0..1"""
+    compression_style: _builtins.str
+    """uncompressed | modern | vintage"""
+    eq_character: _builtins.str
+    """bright | warm | neutral | muddy"""
+    reverb_style: _builtins.str
+    """dry | intimate | plate | hall | spacious"""
+    reverb_amount: _builtins.float
+    """0..1, estimated wet share"""
     @_builtins.property
     def beat_times_s(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     @_builtins.property
     def features(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
-        """further scalar features by name"""
+        """further scalar features by name (docs/analysis.md)"""
+
+    @_builtins.property
+    def genre_probabilities(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """the classifier's, by genre; sum 1"""
 
     def __init__(
         self,
@@ -214,10 +263,19 @@ class Analysis(_message.Message):
         beat_times_s: _abc.Iterable[_builtins.float] | None = ...,
         genre_method: _builtins.str = ...,
         features: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        meter: _builtins.str = ...,
+        meter_confidence: _builtins.float = ...,
+        valence: _builtins.float = ...,
+        danceability: _builtins.float = ...,
+        genre_probabilities: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        compression_style: _builtins.str = ...,
+        eq_character: _builtins.str = ...,
+        reverb_style: _builtins.str = ...,
+        reverb_amount: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["beat_times_s", b"beat_times_s", "channels", b"channels", "crest_factor_db", b"crest_factor_db", "duration_s", b"duration_s", "energy", b"energy", "features", b"features", "genre", b"genre", "genre_method", b"genre_method", "key", b"key", "key_confidence", b"key_confidence", "loudness_lufs", b"loudness_lufs", "sample_rate", b"sample_rate", "spectral_centroid_hz", b"spectral_centroid_hz", "stereo_width", b"stereo_width", "tempo_bpm", b"tempo_bpm", "tempo_confidence", b"tempo_confidence", "true_peak_dbtp", b"true_peak_dbtp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["beat_times_s", b"beat_times_s", "channels", b"channels", "compression_style", b"compression_style", "crest_factor_db", b"crest_factor_db", "danceability", b"danceability", "duration_s", b"duration_s", "energy", b"energy", "eq_character", b"eq_character", "features", b"features", "genre", b"genre", "genre_method", b"genre_method", "genre_probabilities", b"genre_probabilities", "key", b"key", "key_confidence", b"key_confidence", "loudness_lufs", b"loudness_lufs", "meter", b"meter", "meter_confidence", b"meter_confidence", "reverb_amount", b"reverb_amount", "reverb_style", b"reverb_style", "sample_rate", b"sample_rate", "spectral_centroid_hz", b"spectral_centroid_hz", "stereo_width", b"stereo_width", "tempo_bpm", b"tempo_bpm", "tempo_confidence", b"tempo_confidence", "true_peak_dbtp", b"true_peak_dbtp", "valence", b"valence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
