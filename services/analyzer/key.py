@@ -45,6 +45,8 @@ TONICS: tuple[str, ...] = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A",
 MODES: tuple[str, str] = ("major", "minor")
 
 CHROMA_HOP = 2048
+#: Frames of the STFT the tuning estimate reads: every 4th.
+TUNING_FRAME_STEP = 4
 BINS_PER_OCTAVE = 36
 #: Shorter signals are zero-padded to this length before the CQT (about 11.9 s at 22050 Hz).
 MIN_CHROMA_SAMPLES = 2**18
@@ -92,8 +94,9 @@ def estimate_tuning(*, magnitude: np.ndarray, sr: int) -> float:
     """Deviation of the song's tuning from A440 equal temperament, in semitones.
 
     As ``librosa.estimate_tuning`` (parabolic-interpolated spectral peaks between 150 and
-    4000 Hz, the stronger half of them, folded onto the semitone grid), but 0 (A440 assumed)
-    instead of a warning when there are no such peaks, and from an STFT already computed.
+    4000 Hz, the stronger half of them, folded onto the semitone grid; every 4th frame), but
+    0 (A440 assumed) instead of a warning when there are no such peaks, and from an STFT
+    already computed.
     librosa's ``chroma_cqt`` default folds onto its 1/3-semitone CQT bins instead, which leaves
     up to 17 cents of detuning uncorrected; A = 432 Hz (-32 cents) costs it half its key
     confidence.
@@ -109,7 +112,9 @@ def estimate_tuning(*, magnitude: np.ndarray, sr: int) -> float:
     float
         In [-0.5, 0.5): -0.317 for A = 432 Hz.
     """
-    pitch, mag = librosa.piptrack(S=magnitude, sr=sr)
+    # Tuning is a property of the whole song: every TUNING_FRAME_STEP-th frame (about 93 ms
+    # apart) gives the same estimate at a quarter of the cost.
+    pitch, mag = librosa.piptrack(S=magnitude[:, ::TUNING_FRAME_STEP], sr=sr)
     mask = pitch > 0
     if not mask.any():
         return 0.0
