@@ -166,15 +166,22 @@ def _analyze(args: argparse.Namespace) -> int:
             "sample_rate",
             "channels",
             "tempo_bpm",
+            "meter",
             "key",
             "genre",
             "loudness_lufs",
             "true_peak_dbtp",
             "energy",
+            "valence",
+            "danceability",
             "stereo_width",
+            "compression_style",
+            "eq_character",
+            "reverb_style",
         ):
             v = analysis.get(k)
-            print(f"{k:<16} {v:.2f}" if isinstance(v, float) else f"{k:<16} {v}")
+            print(f"{k:<18} {v:.2f}" if isinstance(v, float) else f"{k:<18} {v}")
+        print("(all fields: --json; definitions: docs/analysis.md)")
     return 0
 
 

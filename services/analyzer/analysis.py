@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mixpilot.v1 import mixpilot_pb2
-from services.analyzer import features, genre, key, levels, meter, mood, tempo
+from services.analyzer import features, genre, key, levels, meter, mood, production, tempo
 from services.common.audio_io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, check_audio
 from services.common.errors import InvalidAudioError, UnsupportedFormatError
 
@@ -171,6 +171,8 @@ def analyze(
     tonal = key.key_from_summary(front.key_summary)
     metre = meter.estimate_meter(front.periodicity, beat, front.chroma)
     style = genre.classify(genre_row(front, beat, metre, tonal), override=genre_override)
+    assert front.spectra is not None
+    prod = production.production_style(audio, rate, spectra=front.spectra)
     centroid_hz = spectral["spectral_centroid_hz"]
     energy = features.energy(
         loudness_lufs=lv["loudness_lufs"],
@@ -208,6 +210,11 @@ def analyze(
     extra["onset_rate_hz"] = front.onset_rate_hz
     extra["tuning_cents"] = front.chroma.tuning_cents
     extra["swing_ratio"] = metre.swing_ratio
+    extra["reverb_time_s"] = prod.reverb_time_s
+    extra["production_confidence"] = prod.confidence
+    for band, share in prod.tonal_balance.items():
+        extra[f"tonal_balance_{band}"] = share
+        extra[f"tonal_balance_{band}_deviation_db"] = prod.tonal_balance_deviation_db[band]
 
     result = mixpilot_pb2.Analysis(
         duration_s=frames / rate,
@@ -242,6 +249,10 @@ def analyze(
             percussive_ratio=spectral["percussive_ratio"],
         ),
         genre_probabilities=style.probabilities,
+        compression_style=prod.compression,
+        eq_character=prod.eq_character,
+        reverb_style=prod.reverb_style,
+        reverb_amount=prod.reverb_amount,
     )
     _check_finite(result)
     return result
@@ -263,6 +274,7 @@ def _check_finite(result: mixpilot_pb2.Analysis) -> None:
         result.meter_confidence,
         result.valence,
         result.danceability,
+        result.reverb_amount,
         *result.beat_times_s,
         *result.features.values(),
         *result.genre_probabilities.values(),

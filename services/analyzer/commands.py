@@ -16,6 +16,9 @@ from services.analyzer.labelled import HELD_OUT_SEED0
 from services.common.errors import InvalidParameterError
 from services.common.progress import songs_bar
 
+#: Production-style songs no design choice looked at (5 500 000-5 500 999 informed the features).
+PRODUCTION_HELD_OUT_SEED0 = 5_501_000
+
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/mixpilot/analyzer`` (``~/.cache`` by default)."""
@@ -42,7 +45,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--production-songs",
         type=int,
-        default=60,
+        default=100,
         help="songs rendered with known processing for the production-style score (0: skip)",
     )
     parser.add_argument("--workers", type=int, default=2, help="processes")
@@ -95,14 +98,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for label, row in zip(labels, result["confusion"]["ours"], strict=True):
         print(f"  {label:<11} " + " ".join(f"{v:4d}" for v in row))
     if args.production_songs > 0:
-        from services.analyzer.production_labels import evaluate_production
+        from services.analyzer.production_labels import evaluate_production, summary_markdown
 
-        production = evaluate_production(args.production_songs, workers=args.workers)
+        bar = songs_bar("production-style songs", args.quiet)
+        n = args.production_songs
+        production = evaluate_production(
+            n,
+            seed0=PRODUCTION_HELD_OUT_SEED0,
+            workers=args.workers,
+            progress=lambda _, fraction: bar(round(fraction * n), n),
+        )
         result["production"] = production
-        print(f"\nproduction style on {production['n']} songs rendered with known processing")
-        for task in ("compression", "eq_character", "reverb_style"):
-            print(f"  {task:<13} accuracy {production[task]['accuracy']:.3f}")
-        print(f"  reverb time   MAE {production['reverb_time_mae_s']:.2f} s")
+        print(f"\nproduction style on {production['n']} songs rendered with known processing\n")
+        print(summary_markdown(production))
     print(f"\n({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -35,6 +35,13 @@ FEATURE_NAMES = {
     "spectral_bandwidth_hz",
     "tuning_cents",
     "swing_ratio",
+    "reverb_time_s",
+    "production_confidence",
+    *(
+        f"tonal_balance_{band}{suffix}"
+        for band in ("low", "low_mid", "high_mid", "high")
+        for suffix in ("", "_deviation_db")
+    ),
 }
 
 
@@ -75,6 +82,10 @@ def assert_valid(result, *, sample_rate: int, channels: int, frames: int) -> Non
     assert result.genre in genre.GENRES
     assert result.genre_method in ("classifier", "override")
     assert result.meter in ("4/4", "3/4")
+    assert result.compression_style in ("uncompressed", "modern", "vintage")
+    assert result.eq_character in ("bright", "warm", "neutral", "muddy")
+    assert result.reverb_style in ("dry", "intimate", "plate", "hall", "spacious")
+    assert 0.0 <= result.reverb_amount <= 1.0
     assert set(result.features) == FEATURE_NAMES
     assert set(result.genre_probabilities) == set(genre.GENRES)
     assert sum(result.genre_probabilities.values()) == pytest.approx(1.0)
