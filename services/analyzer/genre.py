@@ -141,7 +141,7 @@ def classify(
     forced = validate_genre(override) if override is not None else None
     clf = linear.load("genre") if model is None else model
     p = clf.probabilities(row)[0]
-    probs = {g: float(p[clf.classes.index(g)]) for g in GENRES}
+    probs: dict[str, float] = {g: float(p[clf.classes.index(g)]) for g in GENRES}
     if forced is not None:
         return GenreEstimate(forced, METHOD_OVERRIDE, probs)
     best = max(GENRES, key=lambda g: probs[g])

@@ -67,9 +67,9 @@ def training_specs(count: int, *, seed0: int, duration_s: float) -> list[SongSpe
     out = []
     for i, spec in enumerate(specs):
         if (i // len(GENRES)) % 2 == 1:
-            lo, hi = STYLES[spec.genre].tempo_bpm
-            lo = max(TRAINING_TEMPO_LIMITS[0], lo / TRAINING_TEMPO_SPREAD)
-            hi = min(TRAINING_TEMPO_LIMITS[1], hi * TRAINING_TEMPO_SPREAD)
+            low_bpm, high_bpm = STYLES[spec.genre].tempo_bpm
+            lo = max(TRAINING_TEMPO_LIMITS[0], low_bpm / TRAINING_TEMPO_SPREAD)
+            hi = min(TRAINING_TEMPO_LIMITS[1], high_bpm * TRAINING_TEMPO_SPREAD)
             rng = np.random.default_rng([spec.seed, TEMPO_STREAM])
             tempo = float(np.round(np.exp(rng.uniform(np.log(lo), np.log(hi)))))
             spec = SongSpec(spec.genre, spec.seed, spec.key, spec.duration_s, tempo)

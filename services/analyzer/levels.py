@@ -108,7 +108,7 @@ def _lr_correlation(sums: np.ndarray) -> float:
         return 1.0  # identical channels: mono, or both silent
     q = sums[:, [_SQ_L, _SQ_R, _SQ_MID, _SQ_SIDE]]
     width = min(CORRELATION_BLOCK_STEPS, q.shape[0])
-    blocks = sum(q[i : q.shape[0] - width + 1 + i] for i in range(width))
+    blocks = np.sum([q[i : q.shape[0] - width + 1 + i] for i in range(width)], axis=0)
     e_l, e_r, e_mid, e_side = blocks.T
     norm = np.sqrt(e_l) * np.sqrt(e_r)
     with np.errstate(divide="ignore", invalid="ignore"):

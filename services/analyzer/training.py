@@ -24,6 +24,7 @@ import pickle
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from services.analyzer.labelled import (
     render_with_rhythm_section,
     training_specs,
 )
+
+if TYPE_CHECKING:
+    from services.analyzer.analysis import FrontEnd
 
 #: Regularisation (scikit-learn's C: larger fits harder) and the key model's L2 penalty.
 TEMPO_C = 1.0
@@ -52,7 +56,7 @@ class Collected:
     """One training song: its ground truth and the analysis front end (without spectra)."""
 
     truth: dict
-    front: object  # services.analyzer.analysis.FrontEnd
+    front: FrontEnd
     #: Periodicity of the drums alone and of drums + bass: extra tempo-level examples.
     rhythm: tuple = ()
 
