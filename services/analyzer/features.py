@@ -171,9 +171,8 @@ def spectral_features(spectra: Spectra) -> dict[str, float]:
     centroid = float(np.dot(freqs, mag_sum) / total_mag)
     bandwidth = math.sqrt(float(np.dot((freqs - centroid) ** 2, mag_sum) / total_mag))
     cumulative = np.cumsum(power_sum)
-    rolloff = float(
-        freqs[min(freqs.size - 1, np.searchsorted(cumulative, ROLLOFF_SHARE * total_power))]
-    )
+    rolloff_bin = int(np.searchsorted(cumulative, ROLLOFF_SHARE * total_power))
+    rolloff = float(freqs[min(freqs.size - 1, rolloff_bin)])
     low = float(power_sum[freqs < LOW_BAND_HZ].sum() / total_power)
     high = float(power_sum[freqs >= HIGH_BAND_HZ].sum() / total_power)
     in_band = (freqs >= 20.0) & (freqs <= spectra.bandwidth_hz)
