@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +37,7 @@ import librosa
 import numpy as np
 
 from services.analyzer.features import ANALYSIS_SR
-from services.common.errors import ConfigurationError
+from services.analyzer.linear import read_weights
 
 #: Pitch-class spellings used in key names (index 0 = C).
 TONICS: tuple[str, ...] = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
@@ -266,14 +265,7 @@ KEY_WEIGHTS = Path(__file__).resolve().parent / "weights" / "key.json"
 @functools.lru_cache(maxsize=2)
 def load_profiles(path: Path = KEY_WEIGHTS) -> KeyProfiles:
     """The shipped key profiles (``weights/key.json``)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigurationError(
-            f"key profiles {path} are missing (train them with `mixpilot train-analyzer`)"
-        ) from None
-    if data.get("schema") != KEY_SCHEMA:
-        raise ConfigurationError(f"{path} is not a {KEY_SCHEMA} file")
+    data = read_weights(path, KEY_SCHEMA)
     return KeyProfiles(
         np.asarray(data["weights"], dtype=np.float64).reshape(2, 24),
         np.asarray(data["bias"], dtype=np.float64).reshape(2),

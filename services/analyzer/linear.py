@@ -114,18 +114,29 @@ def save(model: LinearModel, name: str, directory: Path = WEIGHTS_DIR) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=8)
-def load(name: str, directory: Path = WEIGHTS_DIR) -> LinearModel:
-    """The shipped model ``name`` (``tempo``, ``meter``, ``genre``)."""
-    path = directory / f"{name}.json"
+def read_weights(path: Path, schema: str) -> dict:
+    """A weight file's JSON, checked to be of ``schema``.
+
+    Raises
+    ------
+    ConfigurationError
+        The file is missing or of another schema.
+    """
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ConfigurationError(
             f"analyzer model {path} is missing (train it with `mixpilot train-analyzer`)"
         ) from None
-    if data.get("schema") != SCHEMA:
-        raise ConfigurationError(f"{path} is not a {SCHEMA} file")
+    if data.get("schema") != schema:
+        raise ConfigurationError(f"{path} is not a {schema} file")
+    return data
+
+
+@functools.lru_cache(maxsize=8)
+def load(name: str, directory: Path = WEIGHTS_DIR) -> LinearModel:
+    """The shipped model ``name`` (``tempo``, ``meter``, ``genre``)."""
+    data = read_weights(directory / f"{name}.json", SCHEMA)
     coef = np.asarray(data["coef"], dtype=np.float64)
     return LinearModel(
         features=tuple(data["features"]),

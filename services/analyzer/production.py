@@ -87,10 +87,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import librosa
 import numpy as np
 
 from services.analyzer.features import N_FFT, Spectra
+from services.analyzer.linear import LinearModel
 from services.common.errors import ConfigurationError
 
 BANDS: tuple[str, ...] = ("low", "low_mid", "high_mid", "high")
@@ -284,12 +284,6 @@ def _ratio_db(value: Any, reference: Any) -> Any:
 # Decay curves (reverb)
 
 
-@functools.lru_cache(maxsize=4)
-def _mel_centres_hz(n_mels: int, sr: int) -> np.ndarray:
-    """Centre frequency of each band of librosa's mel filterbank (the front end's)."""
-    return librosa.mel_frequencies(n_mels=n_mels + 2, fmin=0.0, fmax=sr / 2.0)[1:-1]
-
-
 def _band_levels_db(power: np.ndarray) -> np.ndarray:
     """``10 log10(power)`` (float32), floored :data:`FLOOR_RANGE_DB` under the maximum."""
     level = 10.0 * np.log10(np.maximum(power, np.float32(1e-30)), dtype=np.float32)
@@ -391,7 +385,7 @@ def decay_features(spectra: Spectra) -> tuple[dict[str, float], float]:
     mel = spectra.mel_power
     if mel.shape[1] < 3 or float(mel.max()) <= 0.0:
         return dict.fromkeys(names, math.nan), 0.0
-    centres = _mel_centres_hz(mel.shape[0], spectra.sr)
+    centres = spectra.mel_freqs_hz
     bandwidth = min(float(spectra.bandwidth_hz), FULL_BANDWIDTH_HZ)
     first = int(np.searchsorted(centres, DECAY_REGIONS_HZ[0][0]))
 
@@ -549,7 +543,7 @@ def _envelope_features(spectra: Spectra) -> dict[str, float]:
     out: dict[str, float] = {}
     if mel.shape[1] < 8:
         return out
-    centres = _mel_centres_hz(mel.shape[0], spectra.sr)
+    centres = spectra.mel_freqs_hz
     total = mel.sum(axis=0, dtype=np.float64)
     if float(total.max()) <= 0.0:
         return out
@@ -673,34 +667,22 @@ def measure(audio: np.ndarray, sample_rate: int, *, spectra: Spectra) -> Measure
     return Measurements(feats, tonal, free_rt, float(quality), rms_dbfs)
 
 
-@dataclass(frozen=True)
-class LinearModel:
-    """A linear model from the weights file on standardised inputs: ``z = (x - mean) / scale``
-    (a NaN input gives ``z = 0``, the training mean), then ``coef @ z + intercept`` (the logits
-    of :attr:`classes` for a classifier, one value for a regression)."""
+def _row(model: LinearModel, feats: dict[str, float]) -> np.ndarray:
+    """``model``'s inputs from ``feats`` in column order; a missing or non-finite input reads as
+    its training mean (a standardised 0)."""
+    x = np.array([feats.get(name, math.nan) for name in model.features], dtype=np.float64)
+    return np.where(np.isfinite(x), x, model.mean)
 
-    features: tuple[str, ...]
-    mean: np.ndarray
-    scale: np.ndarray
-    coef: np.ndarray
-    intercept: np.ndarray
-    classes: tuple[str, ...] = ()
 
-    def standardise(self, feats: dict[str, float]) -> np.ndarray:
-        x = np.array([feats.get(name, math.nan) for name in self.features], dtype=np.float64)
-        z = (x - self.mean) / self.scale
-        return np.where(np.isfinite(z), z, 0.0)
+def class_probabilities(model: LinearModel, feats: dict[str, float]) -> dict[str, float]:
+    """A classifier's probability of each of its classes."""
+    p = model.probabilities(_row(model, feats))[0]
+    return {c: float(v) for c, v in zip(model.classes, p, strict=True)}
 
-    def output(self, feats: dict[str, float]) -> np.ndarray:
-        """The raw outputs (logits of :attr:`classes`, or the regression value)."""
-        return self.coef @ self.standardise(feats) + self.intercept
 
-    def probabilities(self, feats: dict[str, float]) -> dict[str, float]:
-        """Softmax of the logits, by class."""
-        logits = self.output(feats)
-        e = np.exp(logits - logits.max())
-        p = e / e.sum()
-        return {c: float(v) for c, v in zip(self.classes, p, strict=True)}
+def regression_output(model: LinearModel, feats: dict[str, float]) -> float:
+    """A regression model's value."""
+    return float(model.scores(_row(model, feats))[0, 0])
 
 
 def feature_group(name: str) -> str:
@@ -729,11 +711,12 @@ def models_from_json(payload: dict[str, Any]) -> dict[str, LinearModel]:
         cols = [i for i, name in enumerate(names) if feature_group(name) in spec["groups"]]
         models[task] = LinearModel(
             features=tuple(names[i] for i in cols),
+            classes=tuple(spec.get("classes", ())),
             mean=mean[cols],
             scale=scale[cols],
             coef=np.atleast_2d(np.asarray(spec["coef"], dtype=np.float64)),
             intercept=np.atleast_1d(np.asarray(spec["intercept"], dtype=np.float64)),
-            classes=tuple(spec.get("classes", ())),
+            meta={},
         )
     return models
 
@@ -791,17 +774,17 @@ def production_style(audio: np.ndarray, sample_rate: int, *, spectra: Spectra) -
             reverb_time_s=0.0,
             confidence=0.0,
         )
-    comp = models["compression"].probabilities(m.features)
-    eq = models["eq_character"].probabilities(m.features)
-    rev = models["reverb_style"].probabilities(m.features)
+    comp = class_probabilities(models["compression"], m.features)
+    eq = class_probabilities(models["eq_character"], m.features)
+    rev = class_probabilities(models["reverb_style"], m.features)
     style = max(rev, key=rev.__getitem__)
-    amount = float(np.clip(models["reverb_amount"].output(m.features)[0], 0.0, 1.0))
+    amount = float(np.clip(regression_output(models["reverb_amount"], m.features), 0.0, 1.0))
     if m.free_decay_rt_s > 0.0:
         rt = m.free_decay_rt_s
     elif style == "dry":
         rt = 0.0
     else:
-        log_rt = float(models["reverb_time"].output(m.features)[0])
+        log_rt = regression_output(models["reverb_time"], m.features)
         rt = float(np.exp(np.clip(log_rt, math.log(MIN_RT_S), math.log(MAX_RT_S))))
     top = [max(p.values()) for p in (comp, eq, rev)]
     confidence = m.quality * float(np.prod(top)) ** (1.0 / 3.0)

@@ -44,6 +44,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from services.analyzer import features, production
+from services.analyzer.linear import LinearModel
 from services.predictor.songgen import GENRES, generate_song
 from services.renderer.compressor import Compressor
 from services.renderer.eq import ParametricEQ
@@ -598,8 +599,8 @@ def train_production(
     return payload
 
 
-def _predict(model: production.LinearModel, feats: dict[str, float]) -> str:
-    probs = model.probabilities(feats)
+def _predict(model: LinearModel, feats: dict[str, float]) -> str:
+    probs = production.class_probabilities(model, feats)
     return max(probs, key=probs.__getitem__)
 
 
