@@ -6,6 +6,8 @@ mixpilot serve                   gateway + all stages in one process (in-memory 
 mixpilot generate --genre G --seed N -o DIR   a generated multitrack song with ground truth
 mixpilot train --model NAME      train one mix model on generated songs (weights + plot)
 mixpilot evaluate                the models against the baselines on held-out songs
+mixpilot triton-repo DIR         the Triton model repository of the three models
+mixpilot triton                  a local Triton server on that repository (development)
 mixpilot analyzer|predictor|renderer|gateway   one distributed service (env: MIXPILOT_*)
 """
 
@@ -92,6 +94,15 @@ def _parser() -> argparse.ArgumentParser:
             "evaluate-analysis",
             help="score the analysis on held-out labelled songs against plain librosa",
         )
+    )
+
+    from services.predictor import triton_commands
+
+    triton_commands.add_repository_arguments(
+        sub.add_parser("triton-repo", help="write the Triton model repository of the mix models")
+    )
+    triton_commands.add_server_arguments(
+        sub.add_parser("triton", help="run a local Triton server with the mix models")
     )
 
     sub.add_parser("serve", help="gateway and all stages in one process")
@@ -256,6 +267,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "train-analyzer":
                 return analyzer_commands.run_train(args)
             return analyzer_commands.run_evaluate(args)
+        if args.command in ("triton", "triton-repo"):
+            from services.predictor import triton_commands
+
+            if args.command == "triton":
+                return triton_commands.run_server(args)
+            return triton_commands.run_repository(args)
         if args.command == "serve":
             from gateway.runtime import run_serve
 

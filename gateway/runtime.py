@@ -15,7 +15,7 @@ from gateway.store import JobStore
 from services.analyzer.service import parts as analyzer_parts
 from services.common.blobstore import BlobStore, open_blob_store
 from services.common.bus import Bus, InMemoryBus, KafkaBus
-from services.common.service_runner import build_worker
+from services.common.service_runner import ReadinessMonitor, build_worker
 from services.common.settings import Settings
 from services.common.stage_worker import ALL_TOPICS, run_in_thread
 from services.common.telemetry import configure_logging
@@ -41,11 +41,14 @@ def build_gateway(
 
 def build_one_machine(settings: Settings) -> tuple[FastAPI, Callable[[], None]]:
     """Gateway plus the three stage workers on an in-memory bus; returns (app, stop)."""
-    bus = InMemoryBus()
-    bus.ensure_topics(ALL_TOPICS)
     blobs = open_blob_store(settings.blob_url, s3_endpoint_url=settings.s3_endpoint_url)
+    stages = [f(settings, blobs) for f in STAGE_FACTORIES]
+    bus = InMemoryBus(max_poll_records=max(p.concurrency for p in stages))
+    bus.ensure_topics(ALL_TOPICS)
     store = JobStore(settings.database_url)
-    workers = [build_worker(f(settings, blobs), settings, bus) for f in STAGE_FACTORIES]
+    monitors = [ReadinessMonitor(p.role, p.ready).start() for p in stages if p.ready]
+    gates = {m.role: m for m in monitors}
+    workers = [build_worker(p, settings, bus, gates.get(p.role)) for p in stages]
     for worker in workers:
         run_in_thread(worker)
     app, stop_gateway = build_gateway(settings, bus, blobs, store)
@@ -54,6 +57,8 @@ def build_one_machine(settings: Settings) -> tuple[FastAPI, Callable[[], None]]:
         stop_gateway()
         for worker in workers:
             worker.stop()
+        for monitor in monitors:
+            monitor.stop()
 
     return app, stop
 

@@ -4,8 +4,11 @@ tests and by scripts/bench.py."""
 
 from __future__ import annotations
 
+import io
 import os
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,8 +17,11 @@ from subprocess import Popen
 
 import grpc
 import httpx
+import numpy as np
+import soundfile as sf
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.bus import KafkaBus
 from tests.infra import free_port, log_tail, start_process, stop_process, wait_until
 
 ROLES = ("analyzer", "predictor", "renderer", "gateway")
@@ -48,19 +54,18 @@ class Cluster:
         if self.procs[role].poll() is not None:
             raise AssertionError(f"{role} exited:\n{self.log(role)}")
 
+    def serving(self, role: str) -> bool:
+        """The role's gRPC health says SERVING (raises grpc.RpcError if it does not answer)."""
+        self._alive(role)
+        with grpc.insecure_channel(f"127.0.0.1:{self.grpc_ports[role]}") as ch:
+            resp = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=2
+            )
+        return resp.status == health_pb2.HealthCheckResponse.SERVING
+
     def wait_serving(self, role: str, timeout_s: float = 90.0) -> None:
-        port = self.grpc_ports[role]
-
-        def serving() -> bool:
-            self._alive(role)
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-                resp = health_pb2_grpc.HealthStub(ch).Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=2
-                )
-            return resp.status == health_pb2.HealthCheckResponse.SERVING
-
         wait_until(
-            serving,
+            lambda: self.serving(role),
             timeout_s=timeout_s,
             interval_s=0.3,
             what=f"{role} to serve",
@@ -123,3 +128,60 @@ def running_cluster(
     finally:
         for proc in c.procs.values():
             stop_process(proc)
+
+
+# -- helpers of the tests that drive a cluster ----------------------------------------
+
+
+def wav_bytes(audio: np.ndarray, sr: int, subtype: str = "PCM_16") -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, audio.T, sr, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+def submit(c: Cluster, data: bytes, name: str = "song.wav", **form: str) -> httpx.Response:
+    return httpx.post(
+        f"{c.gateway_url}/v1/jobs", files={"file": (name, data, "audio/wav")}, data=form, timeout=60
+    )
+
+
+def wait_state(c: Cluster, job_id: str, states: set[str], timeout_s: float = 180) -> dict:
+    seen: dict = {}
+
+    def reached() -> bool:
+        seen.update(httpx.get(f"{c.gateway_url}/v1/jobs/{job_id}", timeout=5).json())
+        return seen["state"] in states
+
+    try:
+        wait_until(
+            reached,
+            timeout_s=timeout_s,
+            interval_s=0.1,
+            what=f"job in {states}",
+            ignore=(httpx.HTTPError,),
+        )
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}; last: {seen}\n{c.logs()}") from None
+    return seen
+
+
+def messages_for(bootstrap: str, topic: str, key: str, timeout_s: float = 30) -> list:
+    """All messages with ``key`` on ``topic``, read from the beginning by a fresh group."""
+    bus = KafkaBus(bootstrap)
+    consumer = bus.consumer([topic], group_id=f"test-reader-{uuid.uuid4().hex}")
+    found: list = []
+    deadline = time.monotonic() + timeout_s
+    idle_since: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            batch = consumer.poll(1.0)
+            found.extend(m for m in batch if m.key == key)
+            if batch:
+                idle_since = None
+            elif found:
+                idle_since = idle_since or time.monotonic()
+                if time.monotonic() - idle_since > 3:
+                    break
+    finally:
+        consumer.close()
+    return found

@@ -579,3 +579,105 @@ def _create_database(cluster: PostgresCluster, *, timeout_s: float) -> None:
     )
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{cluster.database}"')
+
+
+# --------------------------------------------------------------------------------------------
+# Triton Inference Server
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TritonServer:
+    """A ``tritonserver`` (from the nvidia-pytriton wheel) serving a model repository on
+    loopback, in explicit model-control mode (every model loaded at start; tests may unload
+    and load models). :meth:`stop` and :meth:`start` restart it on the same ports."""
+
+    repository: Path
+    work_dir: Path
+    grpc_port: int
+    http_port: int
+    metrics_port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``"127.0.0.1:PORT"`` of the gRPC endpoint (``MIXPILOT_TRITON_URL``)."""
+        return f"{LOOPBACK}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.metrics_port}/metrics"
+
+    @property
+    def log_path(self) -> Path:
+        return self.work_dir / "tritonserver.log"
+
+    def start(self, *, timeout_s: float = 120.0) -> None:
+        """Start the server and wait until it and every model are ready."""
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+
+        from services.common.errors import ConfigurationError
+        from services.predictor.triton_server import Ports, server_command
+
+        ports = Ports(grpc=self.grpc_port, http=self.http_port, metrics=self.metrics_port)
+        try:
+            cmd, env = server_command(
+                self.repository, self.work_dir / "backends", ports, host=LOOPBACK, explicit=True
+            )
+        except ConfigurationError as exc:
+            raise InfraMissingError(exc.message) from exc
+        self.process = start_process(cmd, env=env, log_path=self.log_path)
+        client = grpcclient.InferenceServerClient(self.url)
+
+        def ready() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise InfraStartError(f"tritonserver exited with status {self.process.returncode}")
+            return bool(client.is_server_ready(client_timeout=2.0))
+
+        try:
+            wait_until(
+                ready,
+                timeout_s=timeout_s,
+                interval_s=0.3,
+                what=f"Triton at {self.url} to be ready",
+                ignore=(InferenceServerException,),
+            )
+        except (InfraStartError, TimeoutError) as exc:
+            self.stop()
+            raise InfraStartError(f"{exc}; log tail:\n{log_tail(self.log_path, 60)}") from exc
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL) and wait for it to exit."""
+        if self.process is not None:
+            stop_process(self.process, timeout_s=20.0)
+            self.process = None
+
+
+def start_triton(work_dir: Path, repository: Path, *, attempts: int = 3) -> TritonServer:
+    """Start Triton on free loopback ports with ``repository`` (see :class:`TritonServer`).
+
+    Raises
+    ------
+    InfraStartError
+        If it exits or is not ready in time (with the tail of its log).
+    """
+    for attempt in range(1, attempts + 1):
+        server = TritonServer(
+            repository=repository,
+            work_dir=work_dir,
+            grpc_port=free_port(),
+            http_port=free_port(),
+            metrics_port=free_port(),
+        )
+        try:
+            server.start()
+            return server
+        except InfraStartError as exc:
+            if attempt < attempts and _bind_failed(str(exc)):
+                continue
+            raise
+    raise AssertionError("unreachable")

@@ -77,6 +77,15 @@ class ModelUnavailableError(MixPilotError):
     retriable = True
 
 
+class ModelMismatchError(MixPilotError):
+    """A served model does not take what this code sends (another shape or version): the
+    model repository must be regenerated from this code's weights; retrying cannot help."""
+
+    code = "model_mismatch"
+    http_status = 500
+    grpc_status = "FAILED_PRECONDITION"
+
+
 class ConfigurationError(MixPilotError):
     """Settings are missing or unsafe: raised at start-up, never mid-job."""
 

@@ -1,5 +1,9 @@
 """Start one stage as a deployable: its gRPC server (with health), its Kafka worker and its
-Prometheus endpoint; SIGTERM drains in-flight work, then stops."""
+Prometheus endpoint; SIGTERM drains in-flight work, then stops.
+
+A stage whose work depends on another server (the predictor on Triton) gives a ``ready``
+check: a :class:`ReadinessMonitor` runs it every second, the gRPC health reports
+``NOT_SERVING`` while it fails, and the Kafka worker stops taking jobs until it passes again."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
-from prometheus_client import start_http_server
+from prometheus_client import Gauge, start_http_server
 
 from services.common.blobstore import BlobStore, open_blob_store
 from services.common.bus import KafkaBus
@@ -32,12 +36,74 @@ class StageParts:
     register: Callable[[grpc.Server], None]
     handler: Handler
     warm_up: Callable[[], None] | None = None  # pays lazy imports / JIT before SERVING
+    #: The stage's dependencies are usable: (ready, reason). None: nothing to wait for.
+    ready: Callable[[], tuple[bool, str]] | None = None
+    #: Jobs the Kafka worker processes at once.
+    concurrency: int = 1
 
 
 PartsFactory = Callable[[Settings, BlobStore], StageParts]
 
+DEPENDENCIES_READY = Gauge(
+    "mixpilot_stage_dependencies_ready",
+    "1 while the servers a stage depends on (Triton for the predictor) are ready",
+    ["stage"],
+)
 
-def build_worker(parts: StageParts, settings: Settings, bus: object) -> StageWorker:
+
+class ReadinessMonitor:
+    """Runs a stage's ``ready`` check every ``interval_s`` in a daemon thread; logs each
+    change and exports it as ``mixpilot_stage_dependencies_ready{stage}``."""
+
+    def __init__(
+        self, role: str, check: Callable[[], tuple[bool, str]], *, interval_s: float = 1.0
+    ) -> None:
+        self.role = role
+        self._check = check
+        self._interval_s = interval_s
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self.reason = "not checked yet"
+        self._thread = threading.Thread(target=self._run, name=f"{role}-readiness", daemon=True)
+
+    def start(self) -> ReadinessMonitor:
+        self.poll()
+        self._thread.start()
+        return self
+
+    def poll(self) -> bool:
+        """Run the check once now; return and record its verdict."""
+        try:
+            ok, reason = self._check()
+        except Exception as exc:  # noqa: BLE001 - a failing check means not ready
+            ok, reason = False, f"readiness check failed: {exc}"
+        if ok != self._ready.is_set() or reason != self.reason:
+            level = logging.INFO if ok else logging.WARNING
+            log.log(
+                level,
+                "dependencies %s",
+                "ready" if ok else "not ready",
+                extra={"role": self.role, "reason": reason},
+            )
+        self.reason = reason
+        (self._ready.set if ok else self._ready.clear)()
+        DEPENDENCIES_READY.labels(stage=self.role).set(1 if ok else 0)
+        return ok
+
+    def is_ready(self) -> bool:
+        return self._ready.is_set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self.poll()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def build_worker(
+    parts: StageParts, settings: Settings, bus: object, monitor: ReadinessMonitor | None = None
+) -> StageWorker:
     return StageWorker(
         spec=STAGES[parts.role],
         bus=bus,  # type: ignore[arg-type]
@@ -46,6 +112,8 @@ def build_worker(parts: StageParts, settings: Settings, bus: object) -> StageWor
         max_attempts=settings.max_attempts,
         retry_backoff_s=settings.retry_backoff_s,
         metrics=StageMetrics.for_stage(parts.role),
+        concurrency=parts.concurrency,
+        gate=None if monitor is None else monitor.is_ready,
     )
 
 
@@ -61,14 +129,16 @@ def run_stage_service(factory: PartsFactory, settings: Settings, role: Role) -> 
     if metrics_port:
         start_http_server(metrics_port, addr=settings.host)
     bus = KafkaBus(
-        settings.kafka_bootstrap or "", session_timeout_ms=settings.kafka_session_timeout_ms
+        settings.kafka_bootstrap or "",
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        max_poll_records=parts.concurrency,
     )
     bus.ensure_topics(ALL_TOPICS, partitions=settings.topic_partitions)
     server, port, health = create_server(f"{settings.host}:{parts.port}", parts.register)
     server.start()
-    worker = build_worker(parts, settings, bus)
+    monitor = ReadinessMonitor(role, parts.ready).start() if parts.ready else None
+    worker = build_worker(parts, settings, bus, monitor)
     thread = run_in_thread(worker)
-    set_serving(health, [parts.service_name], True)
     log.info(
         "service started", extra={"role": role, "grpc_port": port, "metrics_port": metrics_port}
     )
@@ -76,12 +146,21 @@ def run_stage_service(factory: PartsFactory, settings: Settings, role: Role) -> 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(1.0):
+    serving: bool | None = None
+    while True:
         if not thread.is_alive():
             log.error("worker loop died; reporting NOT_SERVING", extra={"role": role})
             set_serving(health, [parts.service_name], False)
             break
+        now = monitor is None or monitor.is_ready()
+        if now != serving:
+            set_serving(health, [parts.service_name], now)
+            serving = now
+        if stop.wait(0.5):
+            break
     stop.wait()
+    if monitor is not None:
+        monitor.stop()
     log.info("shutting down", extra={"role": role})
     health.enter_graceful_shutdown()
     worker.stop()

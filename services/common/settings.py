@@ -31,6 +31,21 @@ class Settings(BaseSettings):
     )
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, tests)")
 
+    # Predictor on Triton (used when triton_url is set; docs/triton.md).
+    triton_timeout_s: float = Field(30.0, gt=0, description="deadline of one Triton call")
+    triton_retry_s: float = Field(
+        60.0,
+        ge=0,
+        description="how long an unavailable Triton (or model) is retried before a job's try fails",
+    )
+    predictor_concurrency: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="jobs the predictor's Kafka worker runs at once; 0 = 8 on Triton (its dynamic"
+        " batching merges their requests), 1 with local models",
+    )
+
     # Network.
     host: str = "127.0.0.1"
     gateway_port: int = Field(8080, ge=0, le=65535)
@@ -85,6 +100,13 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def predictor_jobs_at_once(self) -> int:
+        """:attr:`predictor_concurrency` with its default resolved."""
+        if self.predictor_concurrency:
+            return self.predictor_concurrency
+        return 8 if self.triton_url else 1
 
     def metrics_port_for(self, role: Role) -> int:
         defaults = {"analyzer": 9101, "predictor": 9102, "renderer": 9103}

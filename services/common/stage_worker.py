@@ -5,7 +5,13 @@ broker acknowledged, and only then is the input offset committed).
 A message that cannot be parsed, a job that fails with a non-retriable error, or one that keeps
 failing after ``max_attempts`` tries goes to the dead-letter topic with the error in its headers,
 and the job gets a ``failed`` event with a readable reason. Nothing about one message can stop
-the loop."""
+the loop.
+
+With ``concurrency`` above 1 the messages of one poll are processed that many at a time (the
+predictor on Triton does this, so that Triton's dynamic batching sees overlapping requests);
+each is still committed only after it and every message before it has been produced. A
+``gate`` (a dependency's readiness) stops consumption while it is closed: jobs wait in the
+topic instead of failing while, say, Triton restarts."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
@@ -78,8 +85,14 @@ class StageWorker:
         max_attempts: int = 3,
         retry_backoff_s: float = 0.5,
         metrics: StageMetrics | None = None,
+        concurrency: int = 1,
+        gate: Callable[[], bool] | None = None,
     ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         self.spec = spec
+        self.concurrency = concurrency
+        self.gate = gate
         self.bus = bus
         self.handler = handler
         self.group_id = group_id
@@ -100,14 +113,32 @@ class StageWorker:
         log.info(
             "stage worker started", extra={"stage": self.spec.name, "topic": self.spec.in_topic}
         )
+        pool = (
+            ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{self.spec.name}-job")
+            if self.concurrency > 1
+            else None
+        )
         try:
             while not self._stop.is_set():
-                for message in consumer.poll(0.5):
-                    self.handle_message(message, producer)
-                    consumer.commit(message)
+                if self.gate is not None and not self.gate():
+                    self._stop.wait(0.5)
+                    continue
+                messages = consumer.poll(0.5)
+                for start in range(0, len(messages), self.concurrency):
+                    chunk = messages[start : start + self.concurrency]
+                    if pool is None:
+                        done = [lambda m=chunk[0]: self.handle_message(m, producer)]
+                    else:
+                        futures = [pool.submit(self.handle_message, m, producer) for m in chunk]
+                        done = [f.result for f in futures]
+                    for message, wait in zip(chunk, done, strict=True):
+                        wait()  # a bus failure raises here: nothing after it is committed
+                        consumer.commit(message)
                     if self._stop.is_set():
                         break
         finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
             consumer.close()
             producer.close()
             log.info("stage worker stopped", extra={"stage": self.spec.name})

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -92,34 +93,62 @@ def clip_features(audio: np.ndarray, sample_rate: int, *, gain_db: float = 0.0) 
     return np.stack([log_mel(c * gain, sample_rate) for c in song_clips(audio, sample_rate)])
 
 
+class ModelRunner(Protocol):
+    """Runs the mix models on a song's clips: locally (:class:`LocalModels`) or on Triton
+    (:class:`services.predictor.triton_client.TritonModels`)."""
+
+    def predict(
+        self, names: Sequence[str], mel: np.ndarray, context: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Each model's normalised predictions, shape (clips, learned parameters), for the
+        clips ``mel`` (clips, 2, mels, frames) and their context rows (clips, context size)."""
+        ...
+
+
+class LocalModels:
+    """The shipped models in this process (torch on the CPU)."""
+
+    def predict(
+        self, names: Sequence[str], mel: np.ndarray, context: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        import torch
+
+        from services.predictor.weights import load_model
+
+        mel_t, context_t = torch.from_numpy(mel), torch.from_numpy(context)
+        with torch.inference_mode():
+            return {name: load_model(name)[0](mel_t, context_t).numpy() for name in names}
+
+
+def model_inputs(
+    audio: np.ndarray, sample_rate: int, analysis: pb.Analysis
+) -> tuple[np.ndarray, np.ndarray]:
+    """What every model is fed for a song: its clips' spectrograms, brought to the reference
+    peak first (:func:`reference_gain_db`: the training songs' levels sit around that peak, so
+    the song's gain changes nothing the models see), and one context row per clip."""
+    mel = clip_features(audio, sample_rate, gain_db=reference_gain_db(analysis))
+    context = np.tile(context_vector(analysis), (mel.shape[0], 1))
+    return mel.astype(np.float32), context.astype(np.float32)
+
+
 def raw_predictions(
     audio: np.ndarray,
     sample_rate: int,
     analysis: pb.Analysis,
     models: Sequence[str] = MODEL_NAMES,
+    runner: ModelRunner | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Each model's song-level prediction: physical values of the learned parameters.
-
-    The song is first brought to the reference peak (:func:`reference_gain_db`), so its gain
-    changes nothing the models see: the training songs' levels sit around that peak.
-    """
-    import torch
-
-    from services.predictor.weights import load_model
-
-    features = clip_features(audio, sample_rate, gain_db=reference_gain_db(analysis))
-    mel = torch.from_numpy(features.astype(np.float32))
-    context = torch.from_numpy(np.tile(context_vector(analysis), (mel.shape[0], 1)))
-    out: dict[str, dict[str, float]] = {}
-    with torch.inference_mode():
-        for name in models:
-            model, _ = load_model(name)
-            normalised = model(mel, context).mean(dim=0).numpy()
-            out[name] = {
-                p: BY_NAME[p].denormalise(float(x))
-                for p, x in zip(LEARNED, normalised, strict=True)
-            }
-    return out
+    """Each model's song-level prediction (the mean over its clips): physical values of the
+    learned parameters. ``runner`` defaults to :class:`LocalModels`."""
+    mel, context = model_inputs(audio, sample_rate, analysis)
+    clips = (runner or LocalModels()).predict(models, mel, context)
+    return {
+        name: {
+            p: BY_NAME[p].denormalise(float(x))
+            for p, x in zip(LEARNED, clips[name].mean(axis=0), strict=True)
+        }
+        for name in models
+    }
 
 
 def refine(
@@ -162,10 +191,11 @@ def ai_predictions(
     analysis: pb.Analysis,
     strategy: Mapping[str, float],
     models: Sequence[str] = MODEL_NAMES,
+    runner: ModelRunner | None = None,
 ) -> list[pb.MixParams]:
     """The AI versions of a song, one per model, in :data:`MODEL_NAMES` order."""
     result = []
-    for name, raw in raw_predictions(audio, sample_rate, analysis, models).items():
+    for name, raw in raw_predictions(audio, sample_rate, analysis, models, runner).items():
         values, notes = refine(raw, analysis.genre, strategy)
         result.append(
             pb.MixParams(
@@ -181,8 +211,11 @@ __all__ = [
     "GENRE_LIMITS",
     "MAX_CLIPS",
     "Limits",
+    "LocalModels",
+    "ModelRunner",
     "ai_predictions",
     "clip_features",
+    "model_inputs",
     "raw_predictions",
     "refine",
     "song_clips",

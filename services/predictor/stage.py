@@ -1,6 +1,7 @@
 """The predictor stage on a job envelope: the strategy's parameter set from the analysis, and the
-three models' AI versions from the audio (:mod:`services.predictor.inference`). Shared by the gRPC
-server and the Kafka worker."""
+three models' AI versions from the audio (:mod:`services.predictor.inference`), run by the models
+in this process or on Triton (:func:`model_runner`). Shared by the gRPC server and the Kafka
+worker."""
 
 from __future__ import annotations
 
@@ -13,8 +14,22 @@ from services.common.audio_io import read_audio
 from services.common.blobstore import BlobStore
 from services.common.errors import InvalidMessageError
 from services.common.jobs import Stopwatch
-from services.predictor.inference import AI_VERSIONS, ai_predictions
+from services.common.settings import Settings
+from services.predictor.inference import AI_VERSIONS, LocalModels, ModelRunner, ai_predictions
 from services.predictor.strategy import strategy_params
+
+
+def model_runner(settings: Settings) -> ModelRunner:
+    """Triton (``tritonclient.grpc``) when ``MIXPILOT_TRITON_URL`` is set, local torch otherwise."""
+    if settings.triton_url:
+        from services.predictor.triton_client import TritonModels
+
+        return TritonModels(
+            settings.triton_url,
+            timeout_s=settings.triton_timeout_s,
+            retry_s=settings.triton_retry_s,
+        )
+    return LocalModels()
 
 
 def wanted_models(options: pb.JobOptions) -> list[str]:
@@ -24,20 +39,30 @@ def wanted_models(options: pb.JobOptions) -> list[str]:
 
 
 def job_predictions(
-    analysis: pb.Analysis, options: pb.JobOptions, audio: Callable[[], tuple[np.ndarray, int]]
+    analysis: pb.Analysis,
+    options: pb.JobOptions,
+    audio: Callable[[], tuple[np.ndarray, int]],
+    runner: ModelRunner | None = None,
 ) -> list[pb.MixParams]:
     """``strategy`` first, then ``ai_<model>`` for every model ``options`` wants. ``audio``
-    gives ``(samples, rate)`` and is called only when a model is wanted."""
+    gives ``(samples, rate)`` and is called only when a model is wanted; ``runner`` runs the
+    models (local by default)."""
     strategy = strategy_params(analysis)
     result = [pb.MixParams(version="strategy", values=strategy, source="rules")]
     models = wanted_models(options)
     if models:
         samples, sr = audio()
-        result.extend(ai_predictions(samples, sr, analysis, strategy, models))
+        result.extend(ai_predictions(samples, sr, analysis, strategy, models, runner))
     return result
 
 
-def predict_job(job: pb.JobEnvelope, *, blobs: BlobStore, max_duration_s: float) -> pb.JobEnvelope:
+def predict_job(
+    job: pb.JobEnvelope,
+    *,
+    blobs: BlobStore,
+    max_duration_s: float,
+    runner: ModelRunner | None = None,
+) -> pb.JobEnvelope:
     """Return a copy of ``job`` with ``predictions`` (replaced, so a redelivery is idempotent):
     :func:`job_predictions` of its analysis and input audio."""
     if not job.HasField("analysis") or job.analysis.sample_rate == 0:
@@ -50,7 +75,7 @@ def predict_job(job: pb.JobEnvelope, *, blobs: BlobStore, max_duration_s: float)
         return samples, sr
 
     clock = Stopwatch()
-    predictions = job_predictions(job.analysis, job.options, audio)
+    predictions = job_predictions(job.analysis, job.options, audio, runner)
     out = pb.JobEnvelope()
     out.CopyFrom(job)
     del out.predictions[:]

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra import InfraMissingError, InfraStartError, start_postgres, start_tansu
+from tests.infra import (
+    InfraMissingError,
+    InfraStartError,
+    TritonServer,
+    start_postgres,
+    start_tansu,
+    start_triton,
+)
 
 _HERE = Path(__file__).resolve().parent
 
@@ -64,3 +71,31 @@ def postgres_url() -> Iterator[str]:
         yield cluster.url
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def triton_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model repository of the shipped weights (``mixpilot triton-repo``, CPU, batching)."""
+    from services.predictor.triton_repository import write_repository
+
+    return write_repository(tmp_path_factory.mktemp("triton") / "repository")
+
+
+@pytest.fixture(scope="session")
+def triton(
+    triton_repository: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TritonServer]:
+    """A real Triton server (the nvidia-pytriton wheel's ``tritonserver``) serving the three
+    models on loopback, ready when the fixture returns; stopped at the end of the session."""
+    try:
+        server = start_triton(tmp_path_factory.mktemp("tritonserver"), triton_repository)
+    except (InfraMissingError, InfraStartError) as exc:
+        problem = f"cannot start Triton for integration tests: {exc}"
+    else:
+        problem = ""
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -27,8 +27,7 @@ from services.common.bus import DLQ, RENDERED, KafkaBus
 from services.common.jobs import to_dict
 from services.common.loudness import integrated_loudness, true_peak_dbtp
 from services.predictor.inference import AI_VERSIONS
-from tests.cluster import Cluster, running_cluster
-from tests.infra import wait_until
+from tests.cluster import Cluster, messages_for, running_cluster, submit, wait_state, wav_bytes
 from tests.signals import little_song
 
 MAX_UPLOAD_MB = 16
@@ -49,48 +48,16 @@ def cluster(
         yield c
 
 
-def _wav_bytes(audio: np.ndarray, sr: int, subtype: str = "PCM_16") -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, audio.T, sr, format="WAV", subtype=subtype)
-    return buf.getvalue()
-
-
-def _submit(c: Cluster, data: bytes, name: str = "song.wav", **form: str) -> httpx.Response:
-    return httpx.post(
-        f"{c.gateway_url}/v1/jobs", files={"file": (name, data, "audio/wav")}, data=form, timeout=60
-    )
-
-
-def _wait_state(c: Cluster, job_id: str, states: set[str], timeout_s: float = 180) -> dict:
-    seen: dict = {}
-
-    def reached() -> bool:
-        seen.update(httpx.get(f"{c.gateway_url}/v1/jobs/{job_id}", timeout=5).json())
-        return seen["state"] in states
-
-    try:
-        wait_until(
-            reached,
-            timeout_s=timeout_s,
-            interval_s=0.1,
-            what=f"job in {states}",
-            ignore=(httpx.HTTPError,),
-        )
-    except TimeoutError as exc:
-        raise AssertionError(f"{exc}; last: {seen}\n{c.logs()}") from None
-    return seen
-
-
 def test_job_round_trip_over_rest(cluster: Cluster) -> None:
     sr = 44100
     song = little_song(sr=sr, duration_s=10.0)
     start = time.perf_counter()
-    resp = _submit(cluster, _wav_bytes(song, sr), name="../../etc/My Song\x00.wav")
+    resp = submit(cluster, wav_bytes(song, sr), name="../../etc/My Song\x00.wav")
     assert resp.status_code == 202, resp.text
     job = resp.json()
     assert job["state"] == "queued"
     assert ".." not in job["filename"] and "/" not in job["filename"]
-    done = _wait_state(cluster, job["job_id"], {"done", "failed"})
+    done = wait_state(cluster, job["job_id"], {"done", "failed"})
     elapsed = time.perf_counter() - start
     assert done["state"] == "done", done
     assert set(done["stage_times"]) >= {"queued", "analyzing", "predicting", "rendering", "done"}
@@ -131,10 +98,10 @@ def test_every_process_exposes_metrics(cluster: Cluster) -> None:
 def test_stages_answer_grpc_directly(cluster: Cluster) -> None:
     """The gateway can call a stage directly (e.g. a re-render): Analyze, Predict, Render."""
     sr = 22050
-    upload = _wav_bytes(little_song(sr=sr, duration_s=6.0), sr)
-    resp = _submit(cluster, upload)
+    upload = wav_bytes(little_song(sr=sr, duration_s=6.0), sr)
+    resp = submit(cluster, upload)
     job_id = resp.json()["job_id"]
-    _wait_state(cluster, job_id, {"done"})
+    wait_state(cluster, job_id, {"done"})
     store = JobStore(cluster.database_url)
     record = store.get_job(job_id)
     assert record is not None
@@ -192,33 +159,11 @@ def test_stages_answer_grpc_directly(cluster: Cluster) -> None:
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def _messages_for(bootstrap: str, topic: str, key: str, timeout_s: float = 30) -> list:
-    """All messages with ``key`` on ``topic``, read from the beginning by a fresh group."""
-    bus = KafkaBus(bootstrap)
-    consumer = bus.consumer([topic], group_id=f"test-reader-{uuid.uuid4().hex}")
-    found: list = []
-    deadline = time.monotonic() + timeout_s
-    idle_since: float | None = None
-    try:
-        while time.monotonic() < deadline:
-            batch = consumer.poll(1.0)
-            found.extend(m for m in batch if m.key == key)
-            if batch:
-                idle_since = None
-            elif found:
-                idle_since = idle_since or time.monotonic()
-                if time.monotonic() - idle_since > 3:
-                    break
-    finally:
-        consumer.close()
-    return found
-
-
 def test_kill9_renderer_mid_job_completes_once(cluster: Cluster) -> None:
     sr = 44100
     song = little_song(sr=sr, duration_s=150.0, channels=1)  # ~13 MB: a few seconds to render
-    job_id = _submit(cluster, _wav_bytes(song, sr)).json()["job_id"]
-    _wait_state(cluster, job_id, {"rendering", "done", "failed"})
+    job_id = submit(cluster, wav_bytes(song, sr)).json()["job_id"]
+    wait_state(cluster, job_id, {"rendering", "done", "failed"})
     state = httpx.get(f"{cluster.gateway_url}/v1/jobs/{job_id}").json()["state"]
     assert state == "rendering", f"renderer was too quick to be killed mid-job ({state})"
     renderer = cluster.procs["renderer"]
@@ -227,13 +172,13 @@ def test_kill9_renderer_mid_job_completes_once(cluster: Cluster) -> None:
     cluster.start("renderer")
     cluster.wait_serving("renderer")
 
-    done = _wait_state(cluster, job_id, {"done", "failed"}, timeout_s=240)
+    done = wait_state(cluster, job_id, {"done", "failed"}, timeout_s=240)
     assert done["state"] == "done", done
     store = JobStore(cluster.database_url)
     assert store.count_events(job_id, "done") == 1
     assert store.get_job(job_id).state == "done"  # type: ignore[union-attr]
     # Outputs exist once: one rendered message, one blob per version.
-    assert len(_messages_for(cluster.bootstrap, RENDERED, job_id)) == 1
+    assert len(messages_for(cluster.bootstrap, RENDERED, job_id)) == 1
     blobs = cluster.workdir / "blobs"
     report = httpx.get(f"{cluster.gateway_url}/v1/jobs/{job_id}/report").json()
     for v in report["versions"].values():
@@ -245,14 +190,14 @@ def test_poison_message_goes_to_dlq_and_flow_continues(cluster: Cluster) -> None
     producer = KafkaBus(cluster.bootstrap).producer()
     producer.send("mixpilot.jobs.submitted", key=key, value=b"\xff\x00 not a protobuf \x13")
     producer.close()
-    dead = _messages_for(cluster.bootstrap, DLQ, key, timeout_s=90)
+    dead = messages_for(cluster.bootstrap, DLQ, key, timeout_s=90)
     assert len(dead) == 1
     assert dead[0].headers["error_code"] == "invalid_message"
     assert dead[0].headers["source_topic"] == "mixpilot.jobs.submitted"
 
     sr = 32000
-    job_id = _submit(cluster, _wav_bytes(little_song(sr=sr, duration_s=5.0), sr)).json()["job_id"]
-    assert _wait_state(cluster, job_id, {"done", "failed"})["state"] == "done"
+    job_id = submit(cluster, wav_bytes(little_song(sr=sr, duration_s=5.0), sr)).json()["job_id"]
+    assert wait_state(cluster, job_id, {"done", "failed"})["state"] == "done"
 
 
 @pytest.mark.parametrize(
@@ -262,13 +207,13 @@ def test_poison_message_goes_to_dlq_and_flow_continues(cluster: Cluster) -> None
         ("notes.txt", lambda: b"this is not audio at all" * 100, 415, "unsupported_format"),
         (
             "silence.wav",
-            lambda: _wav_bytes(np.zeros((2, 44100 * 3), np.float32), 44100),
+            lambda: wav_bytes(np.zeros((2, 44100 * 3), np.float32), 44100),
             400,
             "invalid_audio",
         ),
         (
             "nan.wav",
-            lambda: _wav_bytes(np.full((2, 44100 * 2), np.nan, np.float32), 44100, "FLOAT"),
+            lambda: wav_bytes(np.full((2, 44100 * 2), np.nan, np.float32), 44100, "FLOAT"),
             400,
             "invalid_audio",
         ),
@@ -280,7 +225,7 @@ def test_poison_message_goes_to_dlq_and_flow_continues(cluster: Cluster) -> None
         ),
         (
             "long.wav",
-            lambda: _wav_bytes(
+            lambda: wav_bytes(
                 little_song(sr=8000, duration_s=MAX_DURATION_S + 20, channels=1), 8000
             ),
             413,
@@ -291,7 +236,7 @@ def test_poison_message_goes_to_dlq_and_flow_continues(cluster: Cluster) -> None
 def test_bad_uploads_get_json_errors(
     cluster: Cluster, name: str, make, status: int, code: str
 ) -> None:
-    resp = _submit(cluster, make(), name=name)
+    resp = submit(cluster, make(), name=name)
     assert resp.status_code == status, resp.text
     assert resp.json()["error"]["code"] == code
     assert resp.json()["error"]["message"]

@@ -35,3 +35,9 @@ def test_distributed_roles_need_a_broker(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("MIXPILOT_KAFKA_BOOTSTRAP", "h:1")
     with pytest.raises(ConfigurationError, match="PostgreSQL"):
         load_settings().require_distributed("gateway")
+
+
+def test_predictor_concurrency_defaults_to_batching_on_triton_only() -> None:
+    assert load_settings().predictor_jobs_at_once == 1
+    assert load_settings(triton_url="triton:8001").predictor_jobs_at_once == 8
+    assert load_settings(triton_url="t:1", predictor_concurrency=3).predictor_jobs_at_once == 3

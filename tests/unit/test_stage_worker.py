@@ -160,3 +160,55 @@ def test_unexpected_exception_does_not_kill_the_loop(bus: busmod.InMemoryBus) ->
     assert [m.key for m in _drain(bus, busmod.PREDICTED)] == ["after"]
     ev = [e for e in _events(bus, "boom") if e.state == pb.JOB_STATE_FAILED][0]
     assert ev.error.code == "internal" and "ZeroDivisionError" in ev.error.message
+
+
+def test_concurrency_runs_jobs_at_once_and_commits_each_after_its_output() -> None:
+    """Four jobs of one poll run together (they wait for each other at a barrier, which a
+    one-at-a-time worker would never pass), and every input is committed with its output."""
+    bus = busmod.InMemoryBus(max_poll_records=4)
+    bus.ensure_topics(ALL_TOPICS)
+    barrier = threading.Barrier(4, timeout=10)
+
+    def handler(job: pb.JobEnvelope) -> pb.JobEnvelope:
+        barrier.wait()
+        return job
+
+    for i in range(8):
+        _submit(bus, f"job{i}")
+    _run_until_idle(bus, _worker(bus, handler, concurrency=4))
+    assert sorted(m.key for m in _drain(bus, busmod.PREDICTED)) == [f"job{i}" for i in range(8)]
+    assert _drain(bus, busmod.DLQ) == []
+    committed = sum(
+        bus.committed("g", busmod.ANALYZED, p) or 0 for p in range(bus.partitions(busmod.ANALYZED))
+    )
+    assert committed == 8
+
+
+def test_closed_gate_leaves_jobs_in_the_topic_until_it_opens(bus: busmod.InMemoryBus) -> None:
+    import time
+
+    open_ = threading.Event()
+    seen: list[str] = []
+
+    def handler(job: pb.JobEnvelope) -> pb.JobEnvelope:
+        seen.append(job.job_id)
+        return job
+
+    _submit(bus, "waits")
+    worker = _worker(bus, handler, gate=open_.is_set)
+    thread = run_in_thread(worker)
+    time.sleep(1.0)
+    assert seen == [] and bus.committed("g", busmod.ANALYZED, 0) is None
+    open_.set()
+    deadline = time.monotonic() + 10
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.02)
+    worker.stop()
+    thread.join(10)
+    assert seen == ["waits"]
+    assert [m.key for m in _drain(bus, busmod.PREDICTED)] == ["waits"]
+
+
+def test_concurrency_must_be_positive(bus: busmod.InMemoryBus) -> None:
+    with pytest.raises(ValueError, match="concurrency"):
+        _worker(bus, lambda job: job, concurrency=0)

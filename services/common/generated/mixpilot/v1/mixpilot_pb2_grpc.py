@@ -5,7 +5,7 @@ import warnings
 
 from mixpilot.v1 import mixpilot_pb2 as mixpilot_dot_v1_dot_mixpilot__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.80.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class AnalyzerStub:
+class AnalyzerStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -41,7 +41,7 @@ class AnalyzerStub:
                 _registered_method=True)
 
 
-class AnalyzerServicer:
+class AnalyzerServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Analyze(self, request, context):
@@ -66,7 +66,7 @@ def add_AnalyzerServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Analyzer:
+class Analyzer(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
@@ -97,7 +97,7 @@ class Analyzer:
             _registered_method=True)
 
 
-class PredictorStub:
+class PredictorStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -113,7 +113,7 @@ class PredictorStub:
                 _registered_method=True)
 
 
-class PredictorServicer:
+class PredictorServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Predict(self, request, context):
@@ -138,7 +138,7 @@ def add_PredictorServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Predictor:
+class Predictor(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
@@ -169,7 +169,7 @@ class Predictor:
             _registered_method=True)
 
 
-class RendererStub:
+class RendererStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -185,7 +185,7 @@ class RendererStub:
                 _registered_method=True)
 
 
-class RendererServicer:
+class RendererServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Render(self, request, context):
@@ -210,7 +210,7 @@ def add_RendererServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Renderer:
+class Renderer(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
