@@ -23,6 +23,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+import pytest
 
 LOOPBACK = "127.0.0.1"
 
@@ -39,6 +42,18 @@ class InfraMissingError(RuntimeError):
 
 class InfraStartError(RuntimeError):
     """A server did not start; the message carries the tail of its log."""
+
+
+T = TypeVar("T")
+
+
+def start_or_fail(what: str, start: Callable[[], T]) -> T:
+    """``start()``, or fail the test (never skip) with one line when the server cannot start."""
+    try:
+        return start()
+    except (InfraMissingError, InfraStartError) as exc:
+        problem = f"cannot start {what} for integration tests: {exc}"
+    pytest.fail(problem, pytrace=False)  # outside the except block: the report is the message
 
 
 # --------------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ class MixParameter:
         if self.scale == "log" and self.minimum <= 0:
             raise ValueError(f"{self.name}: log scale needs a positive range")
 
-    def validate(self, value: float) -> float:
+    def validate(self, value: float | str) -> float:
         """Return ``value`` as float, or raise :class:`InvalidParameterError`."""
         if self.choices and isinstance(value, str):
             if value not in self.choices:
@@ -297,7 +297,9 @@ def defaults() -> dict[str, float]:
     return {p.name: p.default for p in PARAMETERS}
 
 
-def validate_params(values: Mapping[str, float], *, fill_defaults: bool = True) -> dict[str, float]:
+def validate_params(
+    values: Mapping[str, float | str], *, fill_defaults: bool = True
+) -> dict[str, float]:
     """Check names and ranges; return a complete physical parameter set in schema order.
 
     Raises

@@ -47,7 +47,7 @@ def _add_repository_options(ap: argparse.ArgumentParser) -> None:
         "--torch-threads",
         type=int,
         default=defaults.torch_threads,
-        help="torch threads per CPU instance (default 0: torch's own choice)",
+        help="torch threads per CPU instance (default 1; 0: one per core)",
     )
 
 

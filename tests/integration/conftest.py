@@ -12,14 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra import (
-    InfraMissingError,
-    InfraStartError,
-    TritonServer,
-    start_postgres,
-    start_tansu,
-    start_triton,
-)
+from tests.infra import TritonServer, start_or_fail, start_postgres, start_tansu, start_triton
 
 _HERE = Path(__file__).resolve().parent
 
@@ -38,14 +31,9 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     It answers metadata requests when the fixture returns; it is killed at the end of the
     session. Tests share it, so each test uses its own topic and group names.
     """
-    try:
-        broker = start_tansu(tmp_path_factory.mktemp("tansu"))
-    except (InfraMissingError, InfraStartError) as exc:
-        problem = f"cannot start the Kafka broker for integration tests: {exc}"
-    else:
-        problem = ""
-    if problem:  # outside the except block, so the report is just the message
-        pytest.fail(problem, pytrace=False)
+    broker = start_or_fail(
+        "the Kafka broker", lambda: start_tansu(tmp_path_factory.mktemp("tansu"))
+    )
     try:
         yield broker.bootstrap
     finally:
@@ -59,14 +47,7 @@ def postgres_url() -> Iterator[str]:
     Trust authentication on loopback (no password). The cluster is stopped and its files are
     removed at the end of the session.
     """
-    try:
-        cluster = start_postgres()
-    except (InfraMissingError, InfraStartError) as exc:
-        problem = f"cannot start PostgreSQL for integration tests: {exc}"
-    else:
-        problem = ""
-    if problem:
-        pytest.fail(problem, pytrace=False)
+    cluster = start_or_fail("PostgreSQL", start_postgres)
     try:
         yield cluster.url
     finally:
@@ -87,14 +68,9 @@ def triton(
 ) -> Iterator[TritonServer]:
     """A real Triton server (the nvidia-pytriton wheel's ``tritonserver``) serving the three
     models on loopback, ready when the fixture returns; stopped at the end of the session."""
-    try:
-        server = start_triton(tmp_path_factory.mktemp("tritonserver"), triton_repository)
-    except (InfraMissingError, InfraStartError) as exc:
-        problem = f"cannot start Triton for integration tests: {exc}"
-    else:
-        problem = ""
-    if problem:
-        pytest.fail(problem, pytrace=False)
+    server = start_or_fail(
+        "Triton", lambda: start_triton(tmp_path_factory.mktemp("tritonserver"), triton_repository)
+    )
     try:
         yield server
     finally:

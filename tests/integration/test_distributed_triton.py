@@ -18,7 +18,7 @@ from services.common.bus import DLQ
 from services.predictor.inference import AI_VERSIONS
 from services.predictor.training.config import MODEL_NAMES
 from tests.cluster import Cluster, messages_for, running_cluster, submit, wait_state, wav_bytes
-from tests.infra import TritonServer, start_triton, wait_until
+from tests.infra import TritonServer, start_or_fail, start_triton, wait_until
 from tests.signals import little_song
 
 SR = 44100
@@ -29,7 +29,9 @@ def own_triton(
     triton_repository: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TritonServer]:
     """A Triton of this module's own: the outage test stops and restarts it."""
-    server = start_triton(tmp_path_factory.mktemp("triton-outage"), triton_repository)
+    server = start_or_fail(
+        "Triton", lambda: start_triton(tmp_path_factory.mktemp("triton-outage"), triton_repository)
+    )
     try:
         yield server
     finally:

@@ -5,6 +5,7 @@ for a wrong input and a missing model, and bounded retries across a restart."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,7 +21,15 @@ from services.predictor.inference import LocalModels, model_inputs, raw_predicti
 from services.predictor.training.config import MODEL_NAMES
 from services.predictor.training.targets import LEARNED
 from services.predictor.triton_client import TritonModels
-from tests.infra import TritonServer, start_triton, wait_until
+from tests.infra import (
+    TritonServer,
+    free_port,
+    log_tail,
+    start_process,
+    start_triton,
+    stop_process,
+    wait_until,
+)
 from tests.signals import little_song
 
 SR = 44100
@@ -172,3 +181,27 @@ def test_triton_exports_prometheus_metrics(triton: TritonServer) -> None:
     for name in MODEL_NAMES:
         assert f'nv_inference_request_success{{model="{name}",version="1"}}' in text
     assert "nv_inference_queue_duration_us" in text
+
+
+def test_mixpilot_triton_command_serves_the_three_models(tmp_path: Path) -> None:
+    """`mixpilot triton` (the development command) writes the repository and runs Triton."""
+    ports = [free_port() for _ in range(3)]
+    cmd = [sys.executable, "-m", "gateway.cli", "triton", "--dir", str(tmp_path / "triton")]
+    cmd += ["--grpc-port", str(ports[0]), "--http-port", str(ports[1])]
+    cmd += ["--metrics-port", str(ports[2])]
+    process = start_process(cmd, log_path=tmp_path / "triton.log")
+    try:
+        runner = TritonModels(f"127.0.0.1:{ports[0]}")
+        wait_until(
+            lambda: process.poll() is None and runner.status()[0],
+            timeout_s=120,
+            interval_s=0.5,
+            what="`mixpilot triton` to serve the models",
+        )
+        runner.check()
+        assert (tmp_path / "triton" / "repository" / "ast" / "1" / "model.pt").is_file()
+        assert f"MIXPILOT_TRITON_URL=127.0.0.1:{ports[0]}" in (tmp_path / "triton.log").read_text()
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}; log:\n{log_tail(tmp_path / 'triton.log', 40)}") from None
+    finally:
+        stop_process(process, timeout_s=20)

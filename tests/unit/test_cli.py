@@ -161,3 +161,14 @@ def test_analyze_json_has_the_stable_fields(tmp_path: Path) -> None:
     assert abs(a["tempo_bpm"] - 120.0) <= 2.4
     assert a["key"].endswith((" major", " minor"))
     assert a["sample_rate"] == 44100 and a["channels"] == 2 and abs(a["duration_s"] - 8.0) < 1e-3
+
+
+def test_triton_repo_writes_the_gpu_variant(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "repo"
+    assert main(["triton-repo", str(out), "--kind", "gpu", "--no-batching"]) == 0
+    assert "written to" in capsys.readouterr().out
+    config = (out / "ast" / "config.pbtxt").read_text()
+    assert "kind: KIND_GPU" in config and "dynamic_batching" not in config
+    assert sorted(p.name for p in (out / "ast" / "1").iterdir()) == ["model.pt", "model.py"]
+    with pytest.raises(SystemExit, match="--instances must be at least 1"):
+        main(["triton-repo", str(out), "--instances", "0"])
