@@ -1,8 +1,14 @@
-"""The REST API (FastAPI): submit a job, follow it, fetch its report and audio. Every error is
-``{"error": {"code", "message"}}`` with the status its typed error maps to."""
+"""The REST API (FastAPI): submit a job, follow it, list, cancel and delete jobs, fetch a job's
+report and audio. Every error is ``{"error": {"code", "message"}}`` with the status its typed
+error maps to.
+
+Every ``/v1`` route belongs to the tenant of the API key in ``Authorization: Bearer <key>``
+(:mod:`gateway.accounts`); a job of another tenant is answered exactly like a job that does not
+exist (404), so nothing tells one tenant what another has."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -10,23 +16,29 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import Counter, make_asgi_app
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 
+from gateway.accounts import Accounts
 from gateway.store import JobRecord, JobStore
 from mixpilot.v1 import mixpilot_pb2 as pb
 from services.common import bus as busmod
 from services.common.audio_io import read_audio
 from services.common.blobstore import BlobStore
 from services.common.errors import (
+    ConflictError,
     InvalidParameterError,
     LimitExceededError,
     MixPilotError,
     NotFoundError,
+    UnauthenticatedError,
 )
-from services.common.jobs import new_envelope, new_job_id
+from services.common.jobs import STATE_NAMES, TERMINAL, new_envelope, new_job_id
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +58,7 @@ class Gateway:
         self.store = store
         self.blobs = blobs
         self.producer = producer
+        self.accounts = Accounts(store.engine)
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -53,6 +66,68 @@ def get_gateway(request: Request) -> Gateway:
 
 
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+_bearer = HTTPBearer(
+    auto_error=False, description="An API key from `mixpilot keys create --tenant T`"
+)
+#: The tenant of every request when ``MIXPILOT_AUTH=none`` (one user's machine).
+LOCAL_TENANT = "local"
+
+
+def _api_error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The one error body of the API: ``{"error": {"code", "message"}}``."""
+    return JSONResponse(
+        status_code=status, content={"error": {"code": code, "message": message}}, headers=headers
+    )
+
+
+class ApiKeyMiddleware:
+    """Authenticates every ``/v1`` request from its headers alone, before any of its body is
+    read: an upload without a valid key is refused at once, not after it arrived. The tenant
+    goes into ``request.state.tenant``."""
+
+    def __init__(self, app: Any, gateway: Gateway) -> None:
+        self.app = app
+        self.gateway = gateway
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        if self.gateway.settings.auth == "none":
+            tenant: str | None = LOCAL_TENANT
+        else:
+            header = Headers(scope=scope).get("authorization", "")
+            scheme, _, key = header.partition(" ")
+            if scheme.lower() != "bearer" or not key.strip():
+                tenant, problem = None, "send an API key: Authorization: Bearer <key>"
+            else:
+                tenant = await run_in_threadpool(self.gateway.accounts.tenant_for, key.strip())
+                problem = "the API key is not valid (unknown or revoked)"
+            if tenant is None:
+                response = _api_error(
+                    401, "unauthenticated", problem, {"WWW-Authenticate": "Bearer"}
+                )
+                await response(scope, receive, send)
+                return
+        scope.setdefault("state", {})["tenant"] = tenant
+        await self.app(scope, receive, send)
+
+
+def authenticate(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The tenant :class:`ApiKeyMiddleware` found (``credentials`` only documents the bearer
+    scheme in the OpenAPI document)."""
+    tenant = getattr(request.state, "tenant", None)
+    if tenant is None:  # a route outside /v1 asked for a tenant: a programming error
+        raise UnauthenticatedError("this route needs an API key")
+    return str(tenant)
+
+
+TenantDep = Annotated[str, Depends(authenticate)]
 
 
 def safe_filename(name: str | None) -> str:
@@ -93,6 +168,17 @@ def _job_json(job: JobRecord) -> dict[str, Any]:
     return out
 
 
+_STATES_PATTERN = "^(" + "|".join(STATE_NAMES.values()) + ")$"
+
+
+def _job_or_404(gw: Gateway, job_id: str, tenant: str) -> JobRecord:
+    """The tenant's job; another tenant's job is "not found" too, never "forbidden"."""
+    job = gw.store.get_job(job_id)
+    if job is None or job.tenant != tenant:
+        raise NotFoundError(f"no job {job_id}")
+    return job
+
+
 def _save_upload(upload: UploadFile, limit: int, tmpdir: Path) -> Path:
     """Stream the upload to a temp file, refusing it as soon as it passes ``limit`` bytes."""
     path = tmpdir / "upload"
@@ -115,14 +201,13 @@ def create_app(gateway: Gateway) -> FastAPI:
         description="AI mixing and mastering: submit a song, get analysis and mixed versions.",
     )
     app.state.gateway = gateway
+    app.add_middleware(ApiKeyMiddleware, gateway=gateway)
     app.mount("/metrics", make_asgi_app())
 
     @app.exception_handler(MixPilotError)
     def _typed_error(_: Request, exc: MixPilotError) -> JSONResponse:
-        return JSONResponse(
-            status_code=exc.http_status,
-            content={"error": {"code": exc.code, "message": exc.message}},
-        )
+        headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        return _api_error(exc.http_status, exc.code, exc.message, headers)
 
     @app.exception_handler(RequestValidationError)
     def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -147,10 +232,20 @@ def create_app(gateway: Gateway) -> FastAPI:
     @app.post("/v1/jobs", status_code=202)
     def create_job(
         gw: GatewayDep,
+        tenant: TenantDep,
+        response: Response,
         file: Annotated[UploadFile, File(description="WAV, FLAC, MP3, OGG or AIFF")],
         target_lufs: Annotated[float | None, Form()] = None,
         genre: Annotated[str | None, Form()] = None,
         intensity_pct: Annotated[float, Form(ge=0.0, le=100.0)] = 100.0,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                max_length=255,
+                description="Send the same key again (after a timeout, say) and get the job the"
+                " first request created instead of a second one",
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         settings = gw.settings
         target = settings.target_lufs if target_lufs is None else target_lufs
@@ -168,6 +263,28 @@ def create_app(gateway: Gateway) -> FastAPI:
                 raise
             stored = gw.blobs.put_file(path, suffix="." + info.format.lower()[:5])
         job_id = new_job_id()
+        options = {
+            "target_lufs": target,
+            "true_peak_ceiling_dbtp": settings.true_peak_ceiling_dbtp,
+            "genre": genre,
+            "intensity_pct": intensity_pct,
+        }
+        idempotency = None
+        if idempotency_key:
+            request_id = json.dumps([stored.sha256, options], sort_keys=True)
+            idempotency = (idempotency_key, hashlib.sha256(request_id.encode()).hexdigest())
+        created = gw.store.create_job(
+            job_id=job_id,
+            tenant=tenant,
+            filename=filename,
+            input_uri=stored.uri,
+            input_sha256=stored.sha256,
+            options=options,
+            idempotency=idempotency,
+        )
+        if created != job_id:  # the same request again: answer with the first one's job
+            response.headers["Idempotent-Replayed"] = "true"
+            return _job_json(_job_or_404(gw, created, tenant))
         ref = pb.AudioRef(
             uri=stored.uri,
             sha256=stored.sha256,
@@ -181,54 +298,73 @@ def create_app(gateway: Gateway) -> FastAPI:
         )
         envelope = new_envelope(
             job_id=job_id,
-            tenant="default",
+            tenant=tenant,
             input_ref=ref,
             target_lufs=target,
             ceiling_dbtp=settings.true_peak_ceiling_dbtp,
             genre_override=genre or "",
             intensity_pct=intensity_pct,
         )
-        options = {
-            "target_lufs": target,
-            "true_peak_ceiling_dbtp": settings.true_peak_ceiling_dbtp,
-            "genre": genre,
-            "intensity_pct": intensity_pct,
-        }
-        gw.store.create_job(
-            job_id=job_id,
-            tenant="default",
-            filename=filename,
-            input_uri=stored.uri,
-            input_sha256=stored.sha256,
-            options=options,
-        )
         gw.producer.send(busmod.SUBMITTED, key=job_id, value=envelope.SerializeToString())
         SUBMITTED.inc()
-        log.info("job submitted", extra={"job_id": job_id, "input_filename": filename})
-        job = gw.store.get_job(job_id)
-        assert job is not None
-        return _job_json(job)
+        log.info(
+            "job submitted", extra={"job_id": job_id, "tenant": tenant, "input_filename": filename}
+        )
+        return _job_json(_job_or_404(gw, job_id, tenant))
 
-    def _job_or_404(gw: Gateway, job_id: str) -> JobRecord:
-        job = gw.store.get_job(job_id)
-        if job is None:
-            raise NotFoundError(f"no job {job_id}")
-        return job
+    @app.get("/v1/jobs")
+    def list_jobs(
+        gw: GatewayDep,
+        tenant: TenantDep,
+        state: Annotated[
+            str | None, Query(description="only jobs in this state", pattern=_STATES_PATTERN)
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        cursor: Annotated[
+            str | None, Query(max_length=512, description="next_cursor of the previous page")
+        ] = None,
+    ) -> dict[str, Any]:
+        """The tenant's jobs, newest first, a page at a time."""
+        records, next_cursor = gw.store.list_jobs(tenant, state=state, limit=limit, cursor=cursor)
+        return {"items": [_job_json(j) for j in records], "next_cursor": next_cursor}
 
     @app.get("/v1/jobs/{job_id}")
-    def get_job(gw: GatewayDep, job_id: str) -> dict[str, Any]:
-        return _job_json(_job_or_404(gw, job_id))
+    def get_job(gw: GatewayDep, tenant: TenantDep, job_id: str) -> dict[str, Any]:
+        return _job_json(_job_or_404(gw, job_id, tenant))
+
+    @app.post("/v1/jobs/{job_id}/cancel")
+    def cancel_job(gw: GatewayDep, tenant: TenantDep, job_id: str) -> dict[str, Any]:
+        """Stop a job that has not finished: it ends ``failed`` with code ``cancelled``."""
+        job = _job_or_404(gw, job_id, tenant)
+        if not gw.store.cancel_job(job.job_id):
+            raise ConflictError(f"job {job_id} has already finished ({job.state})")
+        return _job_json(_job_or_404(gw, job_id, tenant))
+
+    @app.delete("/v1/jobs/{job_id}", status_code=204)
+    def delete_job(gw: GatewayDep, tenant: TenantDep, job_id: str) -> Response:
+        """Delete a finished job, its report and its audio (blobs no other job uses)."""
+        job = _job_or_404(gw, job_id, tenant)
+        if job.state not in TERMINAL:
+            raise ConflictError(f"job {job_id} is {job.state}: cancel it before deleting it")
+        gw.store.delete_job(job.job_id)
+        uris = [job.input_uri, job.report_uri, *(o["uri"] for o in job.outputs.values())]
+        for uri in filter(None, uris):
+            if not gw.store.blob_in_use(uri):
+                gw.blobs.delete(uri)
+        return Response(status_code=204)
 
     @app.get("/v1/jobs/{job_id}/report")
-    def get_report(gw: GatewayDep, job_id: str) -> JSONResponse:
-        job = _job_or_404(gw, job_id)
+    def get_report(gw: GatewayDep, tenant: TenantDep, job_id: str) -> JSONResponse:
+        job = _job_or_404(gw, job_id, tenant)
         if job.state != "done" or not job.report_uri:
             raise NotFoundError(f"job {job_id} has no report yet (state: {job.state})")
         return JSONResponse(json.loads(gw.blobs.get_bytes(job.report_uri)))
 
     @app.get("/v1/jobs/{job_id}/outputs/{version}")
-    def get_output(gw: GatewayDep, job_id: str, version: str) -> StreamingResponse:
-        job = _job_or_404(gw, job_id)
+    def get_output(
+        gw: GatewayDep, tenant: TenantDep, job_id: str, version: str
+    ) -> StreamingResponse:
+        job = _job_or_404(gw, job_id, tenant)
         out = job.outputs.get(version)
         if out is None:
             raise NotFoundError(f"job {job_id} has no version {version!r}")

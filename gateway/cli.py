@@ -6,6 +6,7 @@ mixpilot serve                   gateway + all stages in one process (in-memory 
 mixpilot generate --genre G --seed N -o DIR   a generated multitrack song with ground truth
 mixpilot train --model NAME      train one mix model on generated songs (weights + plot)
 mixpilot evaluate                the models against the baselines on held-out songs
+mixpilot keys create --tenant T  an API key for tenant T (shown once); keys list, keys revoke ID
 mixpilot triton-repo DIR         the Triton model repository of the three models
 mixpilot triton                  a local Triton server on that repository (development)
 mixpilot analyzer|predictor|renderer|gateway   one distributed service (env: MIXPILOT_*)
@@ -104,6 +105,16 @@ def _parser() -> argparse.ArgumentParser:
     triton_commands.add_server_arguments(
         sub.add_parser("triton", help="run a local Triton server with the mix models")
     )
+
+    keys = sub.add_parser("keys", help="API keys of tenants (in MIXPILOT_DATABASE_URL)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="a new key for a tenant (created if new)")
+    create.add_argument("--tenant", required=True, help="tenant name: a-z, 0-9, '.', '_', '-'")
+    create.add_argument("--label", default="", help="what the key is for (shown in keys list)")
+    listing = keys_sub.add_parser("list", help="keys and whether they are revoked")
+    listing.add_argument("--tenant", help="only this tenant's keys")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key at once (by its id)")
+    revoke.add_argument("key_id", help="the 12 hex characters after mpk_")
 
     sub.add_parser("serve", help="gateway and all stages in one process")
     for role in ("analyzer", "predictor", "renderer", "gateway"):
@@ -246,6 +257,27 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    from gateway.accounts import Accounts
+    from gateway.store import JobStore
+
+    accounts = Accounts(JobStore(load_settings().database_url).engine)
+    if args.keys_command == "create":
+        key, info = accounts.create_key(args.tenant, label=args.label)
+        print(key)
+        print(
+            f"key {info.key_id} for tenant {info.tenant}: shown only now, keep it", file=sys.stderr
+        )
+    elif args.keys_command == "revoke":
+        info = accounts.revoke(args.key_id)
+        print(f"key {info.key_id} of tenant {info.tenant} revoked")
+    else:
+        for info in accounts.keys(args.tenant):
+            state = f"revoked {info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else "active"
+            print(f"{info.key_id}  {info.tenant}  {state}  {info.label}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -267,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "train-analyzer":
                 return analyzer_commands.run_train(args)
             return analyzer_commands.run_evaluate(args)
+        if args.command == "keys":
+            return _keys(args)
         if args.command in ("triton", "triton-repo"):
             from services.predictor import triton_commands
 

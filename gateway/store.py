@@ -4,6 +4,8 @@ changes nothing, and a job never moves backwards or out of ``done``/``failed``."
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import threading
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from mixpilot.v1 import mixpilot_pb2 as pb
+from services.common.errors import ConflictError, InvalidParameterError
 from services.common.jobs import STATE_NAMES, STATE_RANK, TERMINAL
 
 metadata = sa.MetaData()
@@ -49,6 +52,17 @@ job_events = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("applied", sa.Boolean, nullable=False),
+)
+
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("tenant", sa.String(128), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("request_sha256", sa.String(64), nullable=False),
+    sa.Column("job_id", sa.String(64), nullable=False, index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 
@@ -111,31 +125,147 @@ class JobStore:
         input_uri: str,
         input_sha256: str,
         options: dict[str, Any],
-    ) -> None:
+        idempotency: tuple[str, str] | None = None,
+    ) -> str:
+        """Insert a queued job and return its id.
+
+        With ``idempotency=(key, request_sha256)`` the key is claimed for the tenant in the
+        same transaction: if the tenant used it before for the same request, nothing is
+        inserted and the earlier job's id is returned; for another request, ConflictError.
+        """
         now = datetime.now(UTC)
-        with self.engine.begin() as conn:
-            conn.execute(
-                jobs.insert().values(
-                    job_id=job_id,
-                    tenant=tenant,
-                    state="queued",
-                    progress=0.0,
-                    filename=filename,
-                    input_uri=input_uri,
-                    input_sha256=input_sha256,
-                    options_json=json.dumps(options),
-                    outputs_json="{}",
-                    timings_json="{}",
-                    stage_times_json=json.dumps({"queued": now.isoformat()}),
-                    created_at=now,
-                    updated_at=now,
+        try:
+            with self.engine.begin() as conn:
+                if idempotency is not None:
+                    conn.execute(
+                        idempotency_keys.insert().values(
+                            tenant=tenant,
+                            key=idempotency[0],
+                            request_sha256=idempotency[1],
+                            job_id=job_id,
+                            created_at=now,
+                        )
+                    )
+                self._insert_job(
+                    conn, job_id, tenant, filename, input_uri, input_sha256, options, now
                 )
+        except IntegrityError:
+            if idempotency is None:
+                raise
+            with self.engine.connect() as conn:
+                row = conn.execute(
+                    idempotency_keys.select().where(
+                        idempotency_keys.c.tenant == tenant,
+                        idempotency_keys.c.key == idempotency[0],
+                    )
+                ).first()
+            if row is None:
+                raise
+            if row.request_sha256 != idempotency[1]:
+                raise ConflictError(
+                    f"Idempotency-Key {idempotency[0]!r} was used for a different request "
+                    f"(job {row.job_id}); use a new key for a new job"
+                ) from None
+            return str(row.job_id)
+        return job_id
+
+    @staticmethod
+    def _insert_job(
+        conn: sa.Connection,
+        job_id: str,
+        tenant: str,
+        filename: str,
+        input_uri: str,
+        input_sha256: str,
+        options: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        conn.execute(
+            jobs.insert().values(
+                job_id=job_id,
+                tenant=tenant,
+                state="queued",
+                progress=0.0,
+                filename=filename,
+                input_uri=input_uri,
+                input_sha256=input_sha256,
+                options_json=json.dumps(options),
+                outputs_json="{}",
+                timings_json="{}",
+                stage_times_json=json.dumps({"queued": now.isoformat()}),
+                created_at=now,
+                updated_at=now,
             )
+        )
 
     def get_job(self, job_id: str) -> JobRecord | None:
         with self.engine.connect() as conn:
             row = conn.execute(jobs.select().where(jobs.c.job_id == job_id)).mappings().first()
         return None if row is None else _record(row)
+
+    def list_jobs(
+        self, tenant: str, *, state: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[JobRecord], str | None]:
+        """A page of the tenant's jobs, newest first, and the cursor of the next page (None on
+        the last one)."""
+        q = jobs.select().where(jobs.c.tenant == tenant)
+        if state is not None:
+            q = q.where(jobs.c.state == state)
+        if cursor:
+            created, job_id = _decode_cursor(cursor)
+            q = q.where(
+                sa.or_(
+                    jobs.c.created_at < created,
+                    sa.and_(jobs.c.created_at == created, jobs.c.job_id < job_id),
+                )
+            )
+        q = q.order_by(jobs.c.created_at.desc(), jobs.c.job_id.desc()).limit(limit + 1)
+        with self.engine.connect() as conn:
+            records = [_record(r) for r in conn.execute(q).mappings()]
+        more = len(records) > limit
+        records = records[:limit]
+        last = records[-1] if more and records else None
+        return records, None if last is None else _encode_cursor(last.created_at, last.job_id)
+
+    def cancel_job(self, job_id: str) -> bool:
+        """Move a job that is not finished to ``failed`` with code ``cancelled`` (through the
+        same idempotent event path as the stages' events); False if it had finished."""
+        event = pb.JobEvent(
+            event_id=f"{job_id}:cancelled",
+            job_id=job_id,
+            state=pb.JOB_STATE_FAILED,
+            progress=1.0,
+            stage="gateway",
+            error=pb.JobError(
+                code="cancelled", message="cancelled at the client's request", stage="gateway"
+            ),
+        )
+        event.at.GetCurrentTime()
+        return self.apply_event(event)
+
+    def delete_job(self, job_id: str) -> None:
+        """Forget a job: its row, its events and the idempotency keys that point at it."""
+        with self.engine.begin() as conn:
+            conn.execute(job_events.delete().where(job_events.c.job_id == job_id))
+            conn.execute(idempotency_keys.delete().where(idempotency_keys.c.job_id == job_id))
+            conn.execute(jobs.delete().where(jobs.c.job_id == job_id))
+
+    def blob_in_use(self, uri: str) -> bool:
+        """Whether any job still refers to the (content-addressed, so shareable) blob ``uri``."""
+        like = "%" + uri.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        q = (
+            sa.select(sa.func.count())
+            .select_from(jobs)
+            .where(
+                sa.or_(
+                    jobs.c.input_uri == uri,
+                    jobs.c.report_uri == uri,
+                    jobs.c.outputs_json.like(like, escape="\\"),
+                )
+            )
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one()) > 0
 
     def count_events(self, job_id: str, state: str | None = None) -> int:
         q = sa.select(sa.func.count()).select_from(job_events).where(job_events.c.job_id == job_id)
@@ -202,6 +332,20 @@ class JobStore:
                 return True
         except IntegrityError:
             return False  # this event id was applied before: a redelivery
+
+
+def _encode_cursor(created_at: datetime, job_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), job_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, job_id = json.loads(raw)
+        return datetime.fromisoformat(created), str(job_id)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise InvalidParameterError("cursor: not a cursor this API returned") from exc
 
 
 def _moves_forward(current: str, new: str) -> bool:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import Popen
+from typing import Any
 
 import grpc
 import httpx
@@ -25,6 +26,20 @@ from services.common.bus import KafkaBus
 from tests.infra import free_port, log_tail, start_process, stop_process, wait_until
 
 ROLES = ("analyzer", "predictor", "renderer", "gateway")
+TEST_TENANT = "tests"
+
+
+def create_api_key(database_url: str, tenant: str) -> str:
+    """A new API key of ``tenant`` in the gateway's database (what `mixpilot keys create`
+    does)."""
+    from gateway.accounts import Accounts
+    from gateway.store import JobStore
+
+    store = JobStore(database_url)
+    try:
+        return Accounts(store.engine).create_key(tenant, label="tests")[0]
+    finally:
+        store.engine.dispose()
 
 
 @dataclass
@@ -37,6 +52,23 @@ class Cluster:
     bootstrap: str
     procs: dict[str, Popen[bytes]] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)
+    api_key: str = ""
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The headers of the test tenant's API key."""
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """A request to the gateway (``path`` like ``/v1/jobs``) as the test tenant."""
+        headers = {**self.auth, **kw.pop("headers", {})}
+        return httpx.request(
+            method,
+            f"{self.gateway_url}{path}",
+            headers=headers,
+            timeout=kw.pop("timeout", 30),
+            **kw,
+        )
 
     def start(self, role: str) -> None:
         self.metrics_ports[role] = free_port()
@@ -124,6 +156,7 @@ def running_cluster(
         for role in ("analyzer", "predictor", "renderer"):
             c.wait_serving(role)
         c.wait_gateway()
+        c.api_key = create_api_key(database_url, TEST_TENANT)
         yield c
     finally:
         for proc in c.procs.values():
@@ -140,8 +173,8 @@ def wav_bytes(audio: np.ndarray, sr: int, subtype: str = "PCM_16") -> bytes:
 
 
 def submit(c: Cluster, data: bytes, name: str = "song.wav", **form: str) -> httpx.Response:
-    return httpx.post(
-        f"{c.gateway_url}/v1/jobs", files={"file": (name, data, "audio/wav")}, data=form, timeout=60
+    return c.api(
+        "POST", "/v1/jobs", files={"file": (name, data, "audio/wav")}, data=form, timeout=60
     )
 
 
@@ -149,7 +182,7 @@ def wait_state(c: Cluster, job_id: str, states: set[str], timeout_s: float = 180
     seen: dict = {}
 
     def reached() -> bool:
-        seen.update(httpx.get(f"{c.gateway_url}/v1/jobs/{job_id}", timeout=5).json())
+        seen.update(c.api("GET", f"/v1/jobs/{job_id}", timeout=5).json())
         return seen["state"] in states
 
     try:

@@ -62,6 +62,23 @@ class InvalidMessageError(MixPilotError):
     grpc_status = "INVALID_ARGUMENT"
 
 
+class UnauthenticatedError(MixPilotError):
+    """No API key, or one that is unknown or revoked."""
+
+    code = "unauthenticated"
+    http_status = 401
+    grpc_status = "UNAUTHENTICATED"
+
+
+class ConflictError(MixPilotError):
+    """The request conflicts with the resource's state (an idempotency key reused for another
+    request, a finished job cancelled, a running job deleted)."""
+
+    code = "conflict"
+    http_status = 409
+    grpc_status = "FAILED_PRECONDITION"
+
+
 class NotFoundError(MixPilotError):
     code = "not_found"
     http_status = 404

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
         0, ge=0, le=65535, description="Prometheus port; 0 = per-role default"
     )
 
+    # Access.
+    auth: Literal["api_key", "none"] = Field(
+        "api_key",
+        description="api_key: every /v1 request needs `Authorization: Bearer <key>` (keys from"
+        " `mixpilot keys create`); none: one open tenant, `local` (a single user's machine only)",
+    )
+
     # Limits and job defaults.
     max_upload_mb: float = Field(500.0, gt=0)
     max_duration_s: float = Field(1200.0, gt=0)

@@ -64,13 +64,13 @@ def test_job_round_trip_over_rest(cluster: Cluster) -> None:
     assert done["progress"] == 1.0
     print(f"distributed round trip of a 10 s song: {elapsed:.2f} s")
 
-    report = httpx.get(f"{cluster.gateway_url}/v1/jobs/{job['job_id']}/report", timeout=10).json()
+    report = cluster.api("GET", f"/v1/jobs/{job['job_id']}/report", timeout=10).json()
     assert report["analysis"]["sample_rate"] == sr
     assert abs(report["analysis"]["tempo_bpm"] - 120.0) < 2.4
     assert set(report["versions"]) == {"original", "strategy", *AI_VERSIONS.values()}
     assert report["versions"]["ai_enhanced_cnn"]["model"]["stereo_width"]["raw"] > 0
     for name in report["versions"]:
-        r = httpx.get(f"{cluster.gateway_url}/v1/jobs/{job['job_id']}/outputs/{name}", timeout=30)
+        r = cluster.api("GET", f"/v1/jobs/{job['job_id']}/outputs/{name}", timeout=30)
         assert r.status_code == 200
         assert r.headers["content-type"] == "audio/wav"
         audio, out_sr = sf.read(io.BytesIO(r.content), dtype="float32", always_2d=True)
@@ -126,7 +126,7 @@ def test_stages_answer_grpc_directly(cluster: Cluster) -> None:
     assert analyzed.analysis.sample_rate == sr and analyzed.analysis.key
     # One analysis, three doors: the gRPC call, the Kafka stage (the job's report) and the
     # in-process function behind `mixpilot analyze --json` give the same fields and values.
-    report = httpx.get(f"{cluster.gateway_url}/v1/jobs/{job_id}/report", timeout=10).json()
+    report = cluster.api("GET", f"/v1/jobs/{job_id}/report", timeout=10).json()
     assert to_dict(analyzed.analysis) == report["analysis"]
     audio, rate, _ = read_audio(upload, max_duration_s=MAX_DURATION_S)
     assert analyze(audio, rate) == analyzed.analysis
@@ -164,7 +164,7 @@ def test_kill9_renderer_mid_job_completes_once(cluster: Cluster) -> None:
     song = little_song(sr=sr, duration_s=150.0, channels=1)  # ~13 MB: a few seconds to render
     job_id = submit(cluster, wav_bytes(song, sr)).json()["job_id"]
     wait_state(cluster, job_id, {"rendering", "done", "failed"})
-    state = httpx.get(f"{cluster.gateway_url}/v1/jobs/{job_id}").json()["state"]
+    state = cluster.api("GET", f"/v1/jobs/{job_id}").json()["state"]
     assert state == "rendering", f"renderer was too quick to be killed mid-job ({state})"
     renderer = cluster.procs["renderer"]
     os.killpg(renderer.pid, signal.SIGKILL)  # type: ignore[attr-defined]
@@ -180,7 +180,7 @@ def test_kill9_renderer_mid_job_completes_once(cluster: Cluster) -> None:
     # Outputs exist once: one rendered message, one blob per version.
     assert len(messages_for(cluster.bootstrap, RENDERED, job_id)) == 1
     blobs = cluster.workdir / "blobs"
-    report = httpx.get(f"{cluster.gateway_url}/v1/jobs/{job_id}/report").json()
+    report = cluster.api("GET", f"/v1/jobs/{job_id}/report").json()
     for v in report["versions"].values():
         assert len(list(blobs.rglob(f"{v['sha256']}*"))) == 1
 
@@ -243,6 +243,6 @@ def test_bad_uploads_get_json_errors(
 
 
 def test_unknown_job_is_404_json(cluster: Cluster) -> None:
-    resp = httpx.get(f"{cluster.gateway_url}/v1/jobs/nope")
+    resp = cluster.api("GET", "/v1/jobs/nope")
     assert resp.status_code == 404
     assert resp.json()["error"]["code"] == "not_found"

@@ -79,7 +79,7 @@ def test_job_done_with_three_ai_versions_from_triton(
     job_id = submit(cluster, wav_bytes(song, SR)).json()["job_id"]
     done = wait_state(cluster, job_id, {"done", "failed"})
     assert done["state"] == "done", done
-    report = httpx.get(f"{cluster.gateway_url}/v1/jobs/{job_id}/report", timeout=10).json()
+    report = cluster.api("GET", f"/v1/jobs/{job_id}/report", timeout=10).json()
     assert set(report["versions"]) == {"original", "strategy", *AI_VERSIONS.values()}
     # Every model ran on Triton: two 8 s clips of this song each.
     after = _inferences(own_triton.url)
@@ -105,7 +105,7 @@ def test_triton_outage_holds_the_job_until_triton_returns(
         song = little_song(sr=SR, duration_s=12.0)
         job_id = submit(cluster, wav_bytes(song, SR)).json()["job_id"]
         time.sleep(8.0)  # the analyzer is done long before this; the predictor must wait
-        state = httpx.get(f"{cluster.gateway_url}/v1/jobs/{job_id}", timeout=5).json()["state"]
+        state = cluster.api("GET", f"/v1/jobs/{job_id}", timeout=5).json()["state"]
         assert state in {"queued", "analyzing"}, state
         assert cluster.serving("analyzer") and not cluster.serving("predictor")
     finally:
@@ -113,7 +113,7 @@ def test_triton_outage_holds_the_job_until_triton_returns(
     cluster.wait_serving("predictor", timeout_s=60)
     done = wait_state(cluster, job_id, {"done", "failed"}, timeout_s=180)
     assert done["state"] == "done", done
-    report = httpx.get(f"{cluster.gateway_url}/v1/jobs/{job_id}/report", timeout=10).json()
+    report = cluster.api("GET", f"/v1/jobs/{job_id}/report", timeout=10).json()
     assert set(report["versions"]) >= set(AI_VERSIONS.values())
     store = JobStore(cluster.database_url)
     assert store.count_events(job_id, "done") == 1

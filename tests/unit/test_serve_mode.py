@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from gateway.runtime import build_one_machine
 from services.common.loudness import integrated_loudness
 from services.common.settings import load_settings
+from tests.cluster import create_api_key
 from tests.signals import little_song
 
 
@@ -24,7 +25,8 @@ def test_job_flows_through_every_stage(tmp_path: Path) -> None:
     )
     app, stop = build_one_machine(settings)
     try:
-        client = TestClient(app)
+        key = create_api_key(settings.database_url, "serve-test")
+        client = TestClient(app, headers={"Authorization": f"Bearer {key}"})
         buf = io.BytesIO()
         sr = 22050
         sf.write(buf, little_song(sr=sr, duration_s=5.0).T, sr, format="FLAC")

@@ -1,0 +1,236 @@
+"""The REST API's tenants and keys, listing, idempotency, cancel and delete, through the real
+app (`mixpilot serve` wiring: in-memory bus, SQLite, local blobs, the three stages)."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import soundfile as sf
+from fastapi.testclient import TestClient
+
+from gateway.accounts import Accounts
+from gateway.runtime import build_one_machine
+from gateway.store import JobStore
+from services.common.settings import load_settings
+from tests.signals import little_song
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("gateway")
+    settings = load_settings(
+        database_url=f"sqlite:///{tmp / 'jobs.sqlite3'}", blob_url=f"file://{tmp / 'blobs'}"
+    )
+    app, stop = build_one_machine(settings)
+    accounts = Accounts(JobStore(settings.database_url).engine)
+    keys = {t: accounts.create_key(t)[0] for t in ("label-a", "label-b")}
+    revoked, info = accounts.create_key("label-a", label="old")
+    accounts.revoke(info.key_id)
+    clients = {
+        t: TestClient(app, headers={"Authorization": f"Bearer {k}"}) for t, k in keys.items()
+    }
+    buf = io.BytesIO()
+    sf.write(buf, little_song(sr=22050, duration_s=3.0).T, 22050, format="FLAC")
+    try:
+        yield {
+            "app": app,
+            "a": clients["label-a"],
+            "b": clients["label-b"],
+            "anon": TestClient(app),
+            "revoked": revoked,
+            "song": buf.getvalue(),
+            "blobs": tmp / "blobs",
+        }
+    finally:
+        stop()
+
+
+def _submit(client: TestClient, song: bytes, **headers: str) -> Any:
+    return client.post("/v1/jobs", files={"file": ("s.flac", song)}, headers=headers)
+
+
+def _wait_done(client: TestClient, job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["state"] in ("done", "failed"):
+            return job  # type: ignore[no-any-return]
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_missing_malformed_wrong_and_revoked_keys_are_401(world: dict[str, Any]) -> None:
+    anon: TestClient = world["anon"]
+    cases = {
+        "missing": {},
+        "not bearer": {"Authorization": "Basic dXNlcjpwYXNz"},
+        "malformed": {"Authorization": "Bearer not-a-key"},
+        "unknown": {"Authorization": "Bearer mpk_000000000000_" + "A" * 43},
+        "revoked": {"Authorization": f"Bearer {world['revoked']}"},
+    }
+    for what, headers in cases.items():
+        for method, path in (("GET", "/v1/jobs"), ("GET", "/v1/jobs/x"), ("POST", "/v1/jobs")):
+            resp = anon.request(method, path, headers=headers)
+            assert resp.status_code == 401, (what, method, path)
+            assert resp.json()["error"]["code"] == "unauthenticated"
+            assert resp.headers["www-authenticate"] == "Bearer"
+    # A right key with a wrong secret does not pass either.
+    good = world["a"].headers["authorization"]
+    tampered = good[:-1] + ("A" if good[-1] != "A" else "B")
+    assert anon.get("/v1/jobs", headers={"Authorization": tampered}).status_code == 401
+    # Health, metrics and the OpenAPI document need no key.
+    for path in ("/healthz", "/readyz", "/openapi.json"):
+        assert anon.get(path).status_code == 200, path
+
+
+def test_an_unauthenticated_upload_is_refused_before_its_body_is_read(
+    world: dict[str, Any],
+) -> None:
+    """The 401 comes from the headers alone: the body is a generator that fails if read."""
+
+    def body() -> Iterator[bytes]:
+        raise AssertionError("the body of an unauthenticated request was read")
+        yield b""  # pragma: no cover
+
+    resp = world["anon"].post(
+        "/v1/jobs", content=body(), headers={"Content-Type": "multipart/form-data; boundary=x"}
+    )
+    assert resp.status_code == 401
+
+
+def test_tenants_cannot_see_or_touch_each_others_jobs(world: dict[str, Any]) -> None:
+    a, b = world["a"], world["b"]
+    resp = _submit(a, world["song"])
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["job_id"]
+    done = _wait_done(a, job_id)
+    assert done["state"] == "done", done
+    assert a.get(f"/v1/jobs/{job_id}/report").status_code == 200
+    assert a.get(f"/v1/jobs/{job_id}/outputs/strategy").status_code == 200
+    for method, path in (
+        ("GET", f"/v1/jobs/{job_id}"),
+        ("GET", f"/v1/jobs/{job_id}/report"),
+        ("GET", f"/v1/jobs/{job_id}/outputs/strategy"),
+        ("POST", f"/v1/jobs/{job_id}/cancel"),
+        ("DELETE", f"/v1/jobs/{job_id}"),
+    ):
+        other = b.request(method, path)
+        missing = b.request(method, path.replace(job_id, "0" * 32))
+        # Exactly what a job that does not exist gets: nothing tells B that A's job exists.
+        assert other.status_code == missing.status_code == 404, (method, path)
+        assert other.json()["error"]["code"] == "not_found"
+        assert other.json()["error"]["message"] == missing.json()["error"]["message"].replace(
+            "0" * 32, job_id
+        )
+    assert job_id not in [j["job_id"] for j in b.get("/v1/jobs").json()["items"]]
+    assert a.get(f"/v1/jobs/{job_id}").json()["state"] == "done"  # B changed nothing
+
+
+def test_list_pages_newest_first_and_filters_by_state(world: dict[str, Any]) -> None:
+    b: TestClient = world["b"]
+    ids = [_submit(b, world["song"]).json()["job_id"] for _ in range(5)]
+    for job_id in ids:
+        _wait_done(b, job_id)
+    b.post(f"/v1/jobs/{ids[0]}/cancel")  # already done: stays done (409)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = b.get("/v1/jobs", params=params).json()
+        assert len(page["items"]) <= 2
+        seen += [j["job_id"] for j in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen[:5] == ids[::-1]  # newest first, each once
+    assert len(seen) == len(set(seen))
+    done = b.get("/v1/jobs", params={"state": "done", "limit": 200}).json()["items"]
+    assert {j["job_id"] for j in done} >= set(ids)
+    assert b.get("/v1/jobs", params={"state": "failed"}).json()["items"] == []
+    bad = b.get("/v1/jobs", params={"state": "sleeping"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_request"
+    assert b.get("/v1/jobs", params={"cursor": "!!"}).json()["error"]["code"] == (
+        "invalid_parameter"
+    )
+    assert b.get("/v1/jobs", params={"limit": 0}).status_code == 400
+
+
+def test_idempotency_key_creates_one_job(world: dict[str, Any]) -> None:
+    a: TestClient = world["a"]
+    first = _submit(a, world["song"], **{"Idempotency-Key": "upload-42"})
+    again = _submit(a, world["song"], **{"Idempotency-Key": "upload-42"})
+    assert first.status_code == again.status_code == 202
+    assert first.json()["job_id"] == again.json()["job_id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    # The same key for a different request is a conflict, never a silent second job.
+    other = a.post(
+        "/v1/jobs",
+        files={"file": ("s.flac", world["song"])},
+        data={"target_lufs": "-20"},
+        headers={"Idempotency-Key": "upload-42"},
+    )
+    assert other.status_code == 409 and other.json()["error"]["code"] == "conflict"
+    # Keys are per tenant: B may use the same key for its own job.
+    theirs = _submit(world["b"], world["song"], **{"Idempotency-Key": "upload-42"})
+    assert theirs.status_code == 202 and theirs.json()["job_id"] != first.json()["job_id"]
+    for job_id in (first.json()["job_id"], theirs.json()["job_id"]):
+        _wait_done(a if job_id == first.json()["job_id"] else world["b"], job_id)
+
+
+def test_cancel_then_delete_removes_the_job_and_unshared_blobs(world: dict[str, Any]) -> None:
+    a: TestClient = world["a"]
+    # Delete a finished job: its outputs go, the shared input stays while another job uses it.
+    keep = _submit(a, world["song"]).json()["job_id"]
+    gone = _submit(a, world["song"]).json()["job_id"]
+    _wait_done(a, keep)
+    finished = _wait_done(a, gone)
+    assert a.post(f"/v1/jobs/{gone}/cancel").status_code == 409  # finished: not cancellable
+    blobs: Path = world["blobs"]
+    before = {p.name for p in blobs.rglob("*") if p.is_file()}
+    assert a.delete(f"/v1/jobs/{gone}").status_code == 204
+    assert a.get(f"/v1/jobs/{gone}").status_code == 404
+    assert a.delete(f"/v1/jobs/{gone}").status_code == 404
+    after = {p.name for p in blobs.rglob("*") if p.is_file()}
+    assert after < before  # something was removed ...
+    assert a.get(f"/v1/jobs/{keep}/outputs/original").status_code == 200  # ... nothing shared
+    assert a.get(f"/v1/jobs/{keep}/report").status_code == 200
+    assert finished["state"] == "done"
+
+
+def test_cancel_a_queued_job(tmp_path: Path) -> None:
+    """A job nobody works on (no stage workers here) is cancelled: failed, code cancelled;
+    a running job cannot be deleted before."""
+    from gateway.api import Gateway, create_app
+    from services.common.blobstore import open_blob_store
+    from services.common.bus import InMemoryBus
+    from services.common.stage_worker import ALL_TOPICS
+
+    settings = load_settings(
+        database_url=f"sqlite:///{tmp_path / 'jobs.sqlite3'}", blob_url=f"file://{tmp_path / 'b'}"
+    )
+    bus = InMemoryBus()
+    bus.ensure_topics(ALL_TOPICS)
+    store = JobStore(settings.database_url)
+    gw = Gateway(
+        settings=settings,
+        store=store,
+        blobs=open_blob_store(settings.blob_url),
+        producer=bus.producer(),
+    )
+    key = gw.accounts.create_key("solo")[0]
+    client = TestClient(create_app(gw), headers={"Authorization": f"Bearer {key}"})
+    buf = io.BytesIO()
+    sf.write(buf, little_song(sr=22050, duration_s=2.0).T, 22050, format="FLAC")
+    job_id = _submit(client, buf.getvalue()).json()["job_id"]
+    assert client.delete(f"/v1/jobs/{job_id}").status_code == 409  # queued: cancel first
+    cancelled = client.post(f"/v1/jobs/{job_id}/cancel")
+    assert cancelled.status_code == 200
+    assert cancelled.json()["state"] == "failed"
+    assert cancelled.json()["error"]["code"] == "cancelled"
+    assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 409
+    assert client.delete(f"/v1/jobs/{job_id}").status_code == 204
