@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
+from gateway.plans import DEFAULT_PLAN, Plan, plan_named
 from services.common.errors import InvalidParameterError, NotFoundError
 
 metadata = sa.MetaData()
@@ -43,7 +44,6 @@ api_keys = sa.Table(
 
 KEY_PATTERN = re.compile(r"^mpk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-DEFAULT_PLAN = "standard"
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,7 @@ class Accounts:
 
     def ensure_tenant(self, tenant: str, plan: str = DEFAULT_PLAN) -> None:
         check_tenant_name(tenant)
+        plan_named(plan)
         with self.engine.begin() as conn:
             exists = conn.execute(
                 sa.select(tenants.c.tenant).where(tenants.c.tenant == tenant)
@@ -85,10 +86,33 @@ class Accounts:
                     tenants.insert().values(tenant=tenant, plan=plan, created_at=datetime.now(UTC))
                 )
 
-    def create_key(self, tenant: str, *, label: str = "") -> tuple[str, KeyInfo]:
-        """A new key for ``tenant`` (created if new): the full key, shown only now, and its
-        record."""
-        self.ensure_tenant(tenant)
+    def set_plan(self, tenant: str, plan: str) -> None:
+        plan_named(plan)
+        self.ensure_tenant(tenant, plan)
+        with self.engine.begin() as conn:
+            conn.execute(tenants.update().where(tenants.c.tenant == tenant).values(plan=plan))
+
+    def plan_of(self, tenant: str) -> Plan:
+        with self.engine.connect() as conn:
+            name = conn.execute(
+                sa.select(tenants.c.plan).where(tenants.c.tenant == tenant)
+            ).scalar_one_or_none()
+        return plan_named(name or DEFAULT_PLAN)
+
+    def tenants(self) -> list[tuple[str, str]]:
+        """(tenant, plan) of every tenant, by name."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(tenants.c.tenant, tenants.c.plan).order_by(tenants.c.tenant)
+            )
+            return [(str(t), str(p)) for t, p in rows]
+
+    def create_key(
+        self, tenant: str, *, label: str = "", plan: str = DEFAULT_PLAN
+    ) -> tuple[str, KeyInfo]:
+        """A new key for ``tenant`` (created on ``plan`` if new): the full key, shown only now,
+        and its record."""
+        self.ensure_tenant(tenant, plan)
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         now = datetime.now(UTC)
@@ -123,21 +147,26 @@ class Accounts:
         with self.engine.connect() as conn:
             return [_info(r) for r in conn.execute(q).mappings()]
 
-    def tenant_for(self, key: str) -> str | None:
-        """The tenant of a valid, unrevoked key; None for anything else."""
+    def tenant_for(self, key: str) -> tuple[str, Plan] | None:
+        """The tenant of a valid, unrevoked key and its plan; None for anything else."""
         match = KEY_PATTERN.match(key)
         if match is None:
             return None
         key_id, secret = match.groups()
+        query = (
+            sa.select(
+                api_keys.c.tenant, api_keys.c.secret_sha256, api_keys.c.revoked_at, tenants.c.plan
+            )
+            .join(tenants, tenants.c.tenant == api_keys.c.tenant, isouter=True)
+            .where(api_keys.c.key_id == key_id)
+        )
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(api_keys.c.tenant, api_keys.c.secret_sha256, api_keys.c.revoked_at).where(
-                    api_keys.c.key_id == key_id
-                )
-            ).first()
+            row = conn.execute(query).first()
         if row is None or row.revoked_at is not None:
             return None
-        return str(row.tenant) if hmac.compare_digest(row.secret_sha256, _digest(secret)) else None
+        if not hmac.compare_digest(row.secret_sha256, _digest(secret)):
+            return None
+        return str(row.tenant), plan_named(row.plan or DEFAULT_PLAN)
 
 
 def _info(row: sa.RowMapping) -> KeyInfo:

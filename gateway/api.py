@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
 from gateway.accounts import Accounts
+from gateway.plans import PLANS, Plan, RateLimiter
 from gateway.store import JobRecord, JobStore
 from mixpilot.v1 import mixpilot_pb2 as pb
 from services.common import bus as busmod
@@ -36,6 +38,8 @@ from services.common.errors import (
     LimitExceededError,
     MixPilotError,
     NotFoundError,
+    QuotaExceededError,
+    RateLimitedError,
     UnauthenticatedError,
 )
 from services.common.jobs import STATE_NAMES, TERMINAL, new_envelope, new_job_id
@@ -59,6 +63,7 @@ class Gateway:
         self.blobs = blobs
         self.producer = producer
         self.accounts = Accounts(store.engine)
+        self.rate_limiter = RateLimiter()
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -69,17 +74,40 @@ GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 _bearer = HTTPBearer(
     auto_error=False, description="An API key from `mixpilot keys create --tenant T`"
 )
-#: The tenant of every request when ``MIXPILOT_AUTH=none`` (one user's machine).
+#: The tenant of every request when ``MIXPILOT_AUTH=none`` (one user's machine), and its plan.
 LOCAL_TENANT = "local"
+LOCAL_PLAN = PLANS["label"]
+#: Multipart framing allowed on top of the file when a request's Content-Length is checked.
+MULTIPART_SLACK_BYTES = 64 * 1024
 
 
 def _api_error(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
-    """The one error body of the API: ``{"error": {"code", "message"}}``."""
+    """The one error body of the API: ``{"error": {"code", "message", ...extra}}``."""
     return JSONResponse(
-        status_code=status, content={"error": {"code": code, "message": message}}, headers=headers
+        status_code=status,
+        content={"error": {"code": code, "message": message, **extra}},
+        headers=headers,
     )
+
+
+def error_response(exc: MixPilotError) -> JSONResponse:
+    """A typed error as the API answers it (with ``Retry-After``, ``WWW-Authenticate`` or the
+    exceeded ``limit`` where they apply)."""
+    headers: dict[str, str] = {}
+    extra: dict[str, Any] = {}
+    if isinstance(exc, UnauthenticatedError):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, RateLimitedError):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after_s + 0.5)))
+    if isinstance(exc, QuotaExceededError):
+        extra["limit"] = exc.limit
+    return _api_error(exc.http_status, exc.code, exc.message, headers or None, **extra)
 
 
 class ApiKeyMiddleware:
@@ -95,24 +123,46 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
             await self.app(scope, receive, send)
             return
-        if self.gateway.settings.auth == "none":
-            tenant: str | None = LOCAL_TENANT
-        else:
-            header = Headers(scope=scope).get("authorization", "")
-            scheme, _, key = header.partition(" ")
-            if scheme.lower() != "bearer" or not key.strip():
-                tenant, problem = None, "send an API key: Authorization: Bearer <key>"
-            else:
-                tenant = await run_in_threadpool(self.gateway.accounts.tenant_for, key.strip())
-                problem = "the API key is not valid (unknown or revoked)"
-            if tenant is None:
-                response = _api_error(
-                    401, "unauthenticated", problem, {"WWW-Authenticate": "Bearer"}
-                )
-                await response(scope, receive, send)
-                return
-        scope.setdefault("state", {})["tenant"] = tenant
+        headers = Headers(scope=scope)
+        try:
+            tenant, plan = await self._tenant(headers)
+            self.gateway.rate_limiter.take(tenant, plan.requests_per_minute)
+            self._check_length(scope, headers, plan)
+        except MixPilotError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        scope.setdefault("state", {}).update(tenant=tenant, plan=plan)
         await self.app(scope, receive, send)
+
+    async def _tenant(self, headers: Headers) -> tuple[str, Plan]:
+        if self.gateway.settings.auth == "none":
+            return LOCAL_TENANT, LOCAL_PLAN
+        scheme, _, key = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise UnauthenticatedError("send an API key: Authorization: Bearer <key>")
+        found = await run_in_threadpool(self.gateway.accounts.tenant_for, key.strip())
+        if found is None:
+            raise UnauthenticatedError("the API key is not valid (unknown or revoked)")
+        return found
+
+    def _check_length(self, scope: Any, headers: Headers, plan: Plan) -> None:
+        """Refuse an upload whose declared length is over the limit before reading it."""
+        if scope["method"] != "POST":
+            return
+        limit = upload_limit_bytes(self.gateway.settings, plan)
+        try:
+            declared = int(headers.get("content-length", "0"))
+        except ValueError:
+            declared = 0
+        if declared > limit + MULTIPART_SLACK_BYTES:
+            raise LimitExceededError(
+                f"upload of {declared / 2**20:.3g} MB exceeds the limit of {limit / 2**20:.3g} MB"
+            )
+
+
+def upload_limit_bytes(settings: Settings, plan: Plan) -> int:
+    """The largest upload the tenant's plan and the deployment both allow."""
+    return min(settings.max_upload_bytes, int(plan.max_upload_mb * 1024 * 1024))
 
 
 def authenticate(
@@ -125,6 +175,16 @@ def authenticate(
     if tenant is None:  # a route outside /v1 asked for a tenant: a programming error
         raise UnauthenticatedError("this route needs an API key")
     return str(tenant)
+
+
+def tenant_plan(request: Request) -> Plan:
+    plan = getattr(request.state, "plan", None)
+    if not isinstance(plan, Plan):
+        raise UnauthenticatedError("this route needs an API key")
+    return plan
+
+
+PlanDep = Annotated[Plan, Depends(tenant_plan)]
 
 
 TenantDep = Annotated[str, Depends(authenticate)]
@@ -179,6 +239,47 @@ def _job_or_404(gw: Gateway, job_id: str, tenant: str) -> JobRecord:
     return job
 
 
+def month_bounds(month: str | None) -> tuple[datetime, datetime]:
+    """[start, end) of a calendar month in UTC ("YYYY-MM"; the current one when None)."""
+    if month is None:
+        now = datetime.now(UTC)
+        year, number = now.year, now.month
+    else:
+        year, number = (int(x) for x in month.split("-"))
+    start = datetime(year, number, 1, tzinfo=UTC)
+    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def _check_concurrency(gw: Gateway, tenant: str, plan: Plan) -> None:
+    running = gw.store.in_flight(tenant)
+    if running >= plan.concurrent_jobs:
+        raise QuotaExceededError(
+            f"{running} jobs are in flight, the {plan.name} plan allows {plan.concurrent_jobs} "
+            "at once: wait for one to finish",
+            limit={"name": "concurrent_jobs", "limit": plan.concurrent_jobs, "used": running},
+        )
+
+
+def _check_monthly_minutes(gw: Gateway, tenant: str, plan: Plan, audio_s: float) -> None:
+    start, end = month_bounds(None)
+    used = gw.store.usage(tenant, start, end)[1] / 60.0
+    wanted = audio_s / 60.0
+    if used + wanted > plan.audio_minutes_per_month:
+        raise QuotaExceededError(
+            f"this upload ({wanted:.1f} min) would take the month's audio to "
+            f"{used + wanted:.1f} min, over the {plan.name} plan's "
+            f"{plan.audio_minutes_per_month:g} min",
+            limit={
+                "name": "audio_minutes_per_month",
+                "limit": plan.audio_minutes_per_month,
+                "used": round(used, 3),
+                "requested": round(wanted, 3),
+            },
+            monthly=True,
+        )
+
+
 def _save_upload(upload: UploadFile, limit: int, tmpdir: Path) -> Path:
     """Stream the upload to a temp file, refusing it as soon as it passes ``limit`` bytes."""
     path = tmpdir / "upload"
@@ -188,7 +289,7 @@ def _save_upload(upload: UploadFile, limit: int, tmpdir: Path) -> Path:
             written += len(chunk)
             if written > limit:
                 raise LimitExceededError(
-                    f"upload exceeds the limit of {limit / (1024 * 1024):.0f} MB"
+                    f"upload exceeds the limit of {limit / 2**20:.3g} MB"
                 )
             f.write(chunk)
     return path
@@ -206,8 +307,7 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @app.exception_handler(MixPilotError)
     def _typed_error(_: Request, exc: MixPilotError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-        return _api_error(exc.http_status, exc.code, exc.message, headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -233,6 +333,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     def create_job(
         gw: GatewayDep,
         tenant: TenantDep,
+        plan: PlanDep,
         response: Response,
         file: Annotated[UploadFile, File(description="WAV, FLAC, MP3, OGG or AIFF")],
         target_lufs: Annotated[float | None, Form()] = None,
@@ -254,10 +355,14 @@ def create_app(gateway: Gateway) -> FastAPI:
         if genre and genre not in GENRES:
             raise InvalidParameterError(f"genre must be one of {', '.join(GENRES)}")
         filename = safe_filename(file.filename)
+        _check_concurrency(gw, tenant, plan)
+        max_duration_s = min(settings.max_duration_s, plan.max_duration_s)
         with tempfile.TemporaryDirectory(prefix="mixpilot-upload-") as tmp:
             try:
-                path = _save_upload(file, settings.max_upload_bytes, Path(tmp))
-                _, sr, info = read_audio(path, max_duration_s=settings.max_duration_s)
+                path = _save_upload(file, upload_limit_bytes(settings, plan), Path(tmp))
+                _, sr, info = read_audio(path, max_duration_s=max_duration_s)
+                audio_s = info.frames / sr
+                _check_monthly_minutes(gw, tenant, plan, audio_s)
             except MixPilotError as exc:
                 REJECTED.labels(reason=exc.code).inc()
                 raise
@@ -280,6 +385,7 @@ def create_app(gateway: Gateway) -> FastAPI:
             input_uri=stored.uri,
             input_sha256=stored.sha256,
             options=options,
+            audio_s=audio_s,
             idempotency=idempotency,
         )
         if created != job_id:  # the same request again: answer with the first one's job
@@ -311,6 +417,31 @@ def create_app(gateway: Gateway) -> FastAPI:
             "job submitted", extra={"job_id": job_id, "tenant": tenant, "input_filename": filename}
         )
         return _job_json(_job_or_404(gw, job_id, tenant))
+
+    @app.get("/v1/usage")
+    def usage(
+        gw: GatewayDep,
+        tenant: TenantDep,
+        plan: PlanDep,
+        month: Annotated[
+            str | None,
+            Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM (UTC); default: now"),
+        ] = None,
+    ) -> dict[str, Any]:
+        """The tenant's metered use in a calendar month and its plan's limits: what a
+        subscription bill is computed from."""
+        start, end = month_bounds(month)
+        count, seconds = gw.store.usage(tenant, start, end)
+        return {
+            "tenant": tenant,
+            "plan": plan.name,
+            "month": start.strftime("%Y-%m"),
+            "period": {"start": start.isoformat(), "end": end.isoformat()},
+            "jobs": count,
+            "audio_minutes": round(seconds / 60.0, 3),
+            "in_flight_jobs": gw.store.in_flight(tenant),
+            "limits": plan.limits(),
+        }
 
     @app.get("/v1/jobs")
     def list_jobs(

@@ -111,10 +111,19 @@ def _parser() -> argparse.ArgumentParser:
     create = keys_sub.add_parser("create", help="a new key for a tenant (created if new)")
     create.add_argument("--tenant", required=True, help="tenant name: a-z, 0-9, '.', '_', '-'")
     create.add_argument("--label", default="", help="what the key is for (shown in keys list)")
+    create.add_argument(
+        "--plan", default=None, help="plan of a new tenant: free, standard (default), label"
+    )
     listing = keys_sub.add_parser("list", help="keys and whether they are revoked")
     listing.add_argument("--tenant", help="only this tenant's keys")
     revoke = keys_sub.add_parser("revoke", help="revoke a key at once (by its id)")
     revoke.add_argument("key_id", help="the 12 hex characters after mpk_")
+    tenants = sub.add_parser("tenants", help="tenants and their plans")
+    tenants_sub = tenants.add_subparsers(dest="tenants_command", required=True)
+    tenants_sub.add_parser("list", help="every tenant and its plan")
+    set_plan = tenants_sub.add_parser("set-plan", help="move a tenant to a plan")
+    set_plan.add_argument("tenant")
+    set_plan.add_argument("plan", help="free, standard or label")
 
     sub.add_parser("serve", help="gateway and all stages in one process")
     for role in ("analyzer", "predictor", "renderer", "gateway"):
@@ -257,13 +266,24 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keys(args: argparse.Namespace) -> int:
+def _accounts(args: argparse.Namespace) -> int:
     from gateway.accounts import Accounts
+    from gateway.plans import DEFAULT_PLAN, PLANS
     from gateway.store import JobStore
 
     accounts = Accounts(JobStore(load_settings().database_url).engine)
+    if args.command == "tenants":
+        if args.tenants_command == "set-plan":
+            accounts.set_plan(args.tenant, args.plan)
+            print(f"tenant {args.tenant}: plan {args.plan} {PLANS[args.plan].limits()}")
+        else:
+            for tenant, plan in accounts.tenants():
+                print(f"{tenant}  {plan}")
+        return 0
     if args.keys_command == "create":
-        key, info = accounts.create_key(args.tenant, label=args.label)
+        key, info = accounts.create_key(
+            args.tenant, label=args.label, plan=args.plan or DEFAULT_PLAN
+        )
         print(key)
         print(
             f"key {info.key_id} for tenant {info.tenant}: shown only now, keep it", file=sys.stderr
@@ -299,8 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "train-analyzer":
                 return analyzer_commands.run_train(args)
             return analyzer_commands.run_evaluate(args)
-        if args.command == "keys":
-            return _keys(args)
+        if args.command in ("keys", "tenants"):
+            return _accounts(args)
         if args.command in ("triton", "triton-repo"):
             from services.predictor import triton_commands
 

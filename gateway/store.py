@@ -32,6 +32,7 @@ jobs = sa.Table(
     sa.Column("filename", sa.String(255), nullable=False, default=""),
     sa.Column("input_uri", sa.Text, nullable=False),
     sa.Column("input_sha256", sa.String(64), nullable=False),
+    sa.Column("audio_s", sa.Float, nullable=False, default=0.0),  # metered: the upload's length
     sa.Column("options_json", sa.Text, nullable=False, default="{}"),
     sa.Column("error_code", sa.String(64)),
     sa.Column("error_message", sa.Text),
@@ -66,6 +67,18 @@ idempotency_keys = sa.Table(
 )
 
 
+#: The metering ledger: one row per accepted job, kept when the job is deleted (a bill must not
+#: shrink because its jobs were cleaned up).
+usage_records = sa.Table(
+    "usage_records",
+    metadata,
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(128), nullable=False, index=True),
+    sa.Column("audio_s", sa.Float, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
+
 @dataclass
 class JobRecord:
     job_id: str
@@ -75,6 +88,7 @@ class JobRecord:
     filename: str
     input_uri: str
     input_sha256: str
+    audio_s: float
     options: dict[str, Any]
     error: dict[str, str] | None
     report_uri: str | None
@@ -110,6 +124,16 @@ class JobStore:
         # SQLite serialises writers itself; one lock keeps our read-modify-write atomic there.
         self._lock = threading.Lock() if url.startswith("sqlite") else None
         metadata.create_all(self.engine)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Columns added after a database was created (create_all adds only tables)."""
+        present = {c["name"] for c in sa.inspect(self.engine).get_columns("jobs")}
+        if "audio_s" not in present:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    sa.text("ALTER TABLE jobs ADD COLUMN audio_s FLOAT NOT NULL DEFAULT 0")
+                )
 
     def ping(self) -> bool:
         with self.engine.connect() as conn:
@@ -125,6 +149,7 @@ class JobStore:
         input_uri: str,
         input_sha256: str,
         options: dict[str, Any],
+        audio_s: float = 0.0,
         idempotency: tuple[str, str] | None = None,
     ) -> str:
         """Insert a queued job and return its id.
@@ -147,7 +172,12 @@ class JobStore:
                         )
                     )
                 self._insert_job(
-                    conn, job_id, tenant, filename, input_uri, input_sha256, options, now
+                    conn, job_id, tenant, filename, input_uri, input_sha256, options, now, audio_s
+                )
+                conn.execute(
+                    usage_records.insert().values(
+                        job_id=job_id, tenant=tenant, audio_s=audio_s, at=now
+                    )
                 )
         except IntegrityError:
             if idempotency is None:
@@ -179,11 +209,13 @@ class JobStore:
         input_sha256: str,
         options: dict[str, Any],
         now: datetime,
+        audio_s: float,
     ) -> None:
         conn.execute(
             jobs.insert().values(
                 job_id=job_id,
                 tenant=tenant,
+                audio_s=audio_s,
                 state="queued",
                 progress=0.0,
                 filename=filename,
@@ -226,6 +258,27 @@ class JobStore:
         records = records[:limit]
         last = records[-1] if more and records else None
         return records, None if last is None else _encode_cursor(last.created_at, last.job_id)
+
+    def in_flight(self, tenant: str) -> int:
+        """The tenant's jobs that are neither done nor failed."""
+        q = (
+            sa.select(sa.func.count())
+            .select_from(jobs)
+            .where(jobs.c.tenant == tenant, jobs.c.state.not_in(list(TERMINAL)))
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def usage(self, tenant: str, start: datetime, end: datetime) -> tuple[int, float]:
+        """(jobs, seconds of audio) the tenant submitted in [start, end): every accepted job
+        counts, whatever became of it, deleted or not."""
+        r = usage_records.c
+        q = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(r.audio_s), 0.0)).where(
+            r.tenant == tenant, r.at >= start, r.at < end
+        )
+        with self.engine.connect() as conn:
+            count, seconds = conn.execute(q).one()
+        return int(count), float(seconds)
 
     def cancel_job(self, job_id: str) -> bool:
         """Move a job that is not finished to ``failed`` with code ``cancelled`` (through the
@@ -386,6 +439,7 @@ def _record(row: Any) -> JobRecord:
         filename=row["filename"],
         input_uri=row["input_uri"],
         input_sha256=row["input_sha256"],
+        audio_s=float(row["audio_s"] or 0.0),
         options=json.loads(row["options_json"]),
         error=error,
         report_uri=row["report_uri"],

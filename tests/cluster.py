@@ -29,15 +29,15 @@ ROLES = ("analyzer", "predictor", "renderer", "gateway")
 TEST_TENANT = "tests"
 
 
-def create_api_key(database_url: str, tenant: str) -> str:
+def create_api_key(database_url: str, tenant: str, plan: str = "label") -> str:
     """A new API key of ``tenant`` in the gateway's database (what `mixpilot keys create`
-    does)."""
+    does), on the ``label`` plan by default: tests poll often."""
     from gateway.accounts import Accounts
     from gateway.store import JobStore
 
     store = JobStore(database_url)
     try:
-        return Accounts(store.engine).create_key(tenant, label="tests")[0]
+        return Accounts(store.engine).create_key(tenant, label="tests", plan=plan)[0]
     finally:
         store.engine.dispose()
 

@@ -79,6 +79,33 @@ class ConflictError(MixPilotError):
     grpc_status = "FAILED_PRECONDITION"
 
 
+class QuotaExceededError(MixPilotError):
+    """A tenant's plan limit is reached: concurrent jobs (429) or, with ``monthly=True``, the
+    audio minutes of the month (402). ``limit`` says which limit, its value and the usage."""
+
+    code = "quota_exceeded"
+    http_status = 429
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, *, limit: dict[str, object], monthly: bool = False) -> None:
+        super().__init__(message)
+        self.limit = limit
+        if monthly:
+            self.http_status = 402
+
+
+class RateLimitedError(MixPilotError):
+    """Too many requests for the tenant's plan; retry after ``retry_after_s``."""
+
+    code = "rate_limited"
+    http_status = 429
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class NotFoundError(MixPilotError):
     code = "not_found"
     http_status = 404

@@ -13,10 +13,16 @@ import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
 
+from gateway import plans
 from gateway.accounts import Accounts
+from gateway.api import Gateway, create_app
+from gateway.plans import Plan
 from gateway.runtime import build_one_machine
 from gateway.store import JobStore
+from services.common.blobstore import open_blob_store
+from services.common.bus import InMemoryBus
 from services.common.settings import load_settings
+from services.common.stage_worker import ALL_TOPICS
 from tests.signals import little_song
 
 
@@ -28,7 +34,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     )
     app, stop = build_one_machine(settings)
     accounts = Accounts(JobStore(settings.database_url).engine)
-    keys = {t: accounts.create_key(t)[0] for t in ("label-a", "label-b")}
+    keys = {t: accounts.create_key(t, plan="label")[0] for t in ("label-a", "label-b")}
     revoked, info = accounts.create_key("label-a", label="old")
     accounts.revoke(info.key_id)
     clients = {
@@ -202,31 +208,43 @@ def test_cancel_then_delete_removes_the_job_and_unshared_blobs(world: dict[str, 
     assert finished["state"] == "done"
 
 
-def test_cancel_a_queued_job(tmp_path: Path) -> None:
-    """A job nobody works on (no stage workers here) is cancelled: failed, code cancelled;
-    a running job cannot be deleted before."""
-    from gateway.api import Gateway, create_app
-    from services.common.blobstore import open_blob_store
-    from services.common.bus import InMemoryBus
-    from services.common.stage_worker import ALL_TOPICS
-
+def _bare(tmp_path: Path, plan: Plan | None = None) -> tuple[TestClient, Gateway]:
+    """The API with no stage workers (jobs stay queued) and one tenant, on ``plan``."""
     settings = load_settings(
         database_url=f"sqlite:///{tmp_path / 'jobs.sqlite3'}", blob_url=f"file://{tmp_path / 'b'}"
     )
     bus = InMemoryBus()
     bus.ensure_topics(ALL_TOPICS)
-    store = JobStore(settings.database_url)
     gw = Gateway(
         settings=settings,
-        store=store,
+        store=JobStore(settings.database_url),
         blobs=open_blob_store(settings.blob_url),
         producer=bus.producer(),
     )
-    key = gw.accounts.create_key("solo")[0]
-    client = TestClient(create_app(gw), headers={"Authorization": f"Bearer {key}"})
+    key = gw.accounts.create_key("solo", plan="label")[0]
+    if plan is not None:
+        plans.PLANS[plan.name] = plan  # registered for this test only (fixture tight_plans)
+        gw.accounts.set_plan("solo", plan.name)
+    return TestClient(create_app(gw), headers={"Authorization": f"Bearer {key}"}), gw
+
+
+def _flac(duration_s: float, sr: int = 22050) -> bytes:
     buf = io.BytesIO()
-    sf.write(buf, little_song(sr=22050, duration_s=2.0).T, 22050, format="FLAC")
-    job_id = _submit(client, buf.getvalue()).json()["job_id"]
+    sf.write(buf, little_song(sr=sr, duration_s=duration_s).T, sr, format="FLAC")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def tight_plans(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plans under test are registered for the test only."""
+    monkeypatch.setattr(plans, "PLANS", dict(plans.PLANS))
+
+
+def test_cancel_a_queued_job(tmp_path: Path) -> None:
+    """A job nobody works on (no stage workers here) is cancelled: failed, code cancelled;
+    a running job cannot be deleted before."""
+    client, _ = _bare(tmp_path)
+    job_id = _submit(client, _flac(2.0)).json()["job_id"]
     assert client.delete(f"/v1/jobs/{job_id}").status_code == 409  # queued: cancel first
     cancelled = client.post(f"/v1/jobs/{job_id}/cancel")
     assert cancelled.status_code == 200
@@ -234,3 +252,73 @@ def test_cancel_a_queued_job(tmp_path: Path) -> None:
     assert cancelled.json()["error"]["code"] == "cancelled"
     assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 409
     assert client.delete(f"/v1/jobs/{job_id}").status_code == 204
+
+
+def test_concurrent_jobs_limit_is_429_until_one_finishes(tmp_path: Path, tight_plans: None) -> None:
+    client, _ = _bare(tmp_path, Plan("one-at-a-time", 1, 100.0, 50.0, 600.0, 1000))
+    first = _submit(client, _flac(2.0))
+    assert first.status_code == 202
+    second = _submit(client, _flac(2.0))
+    assert second.status_code == 429
+    error = second.json()["error"]
+    assert error["code"] == "quota_exceeded"
+    assert error["limit"] == {"name": "concurrent_jobs", "limit": 1, "used": 1}
+    assert "one-at-a-time plan allows 1" in error["message"]
+    client.post(f"/v1/jobs/{first.json()['job_id']}/cancel")
+    assert _submit(client, _flac(2.0)).status_code == 202
+
+
+def test_monthly_minutes_are_metered_and_limited_even_after_deletes(
+    tmp_path: Path, tight_plans: None
+) -> None:
+    client, _ = _bare(tmp_path, Plan("six-seconds", 10, 0.1, 50.0, 600.0, 1000))
+    first = _submit(client, _flac(4.0))
+    assert first.status_code == 202
+    over = _submit(client, _flac(4.0))
+    assert over.status_code == 402
+    limit = over.json()["error"]["limit"]
+    assert limit["name"] == "audio_minutes_per_month" and limit["limit"] == 0.1
+    assert limit["used"] == pytest.approx(4.0 / 60, abs=1e-3)
+    usage = client.get("/v1/usage").json()
+    assert (usage["tenant"], usage["plan"], usage["jobs"]) == ("solo", "six-seconds", 1)
+    assert usage["audio_minutes"] == pytest.approx(4.0 / 60, abs=1e-3)
+    assert usage["in_flight_jobs"] == 1
+    assert usage["limits"]["audio_minutes_per_month"] == 0.1
+    job_id = first.json()["job_id"]
+    client.post(f"/v1/jobs/{job_id}/cancel")
+    assert client.delete(f"/v1/jobs/{job_id}").status_code == 204
+    after = client.get("/v1/usage").json()
+    assert (after["jobs"], after["audio_minutes"]) == (1, usage["audio_minutes"])  # still billed
+    assert after["in_flight_jobs"] == 0
+    assert client.get("/v1/usage", params={"month": "2020-01"}).json()["jobs"] == 0
+    assert client.get("/v1/usage", params={"month": "2020-13"}).status_code == 400
+
+
+def test_plan_size_and_duration_limits(tmp_path: Path, tight_plans: None) -> None:
+    client, _ = _bare(tmp_path, Plan("small", 10, 100.0, 0.05, 2.5, 1000))
+    long = _submit(client, _flac(3.0, sr=8000))  # small enough, too long
+    assert long.status_code == 413 and long.json()["error"]["code"] == "limit_exceeded"
+    big = _submit(client, _flac(2.0, sr=48000))  # short enough, over 0.05 MB
+    assert big.status_code == 413 and big.json()["error"]["code"] == "limit_exceeded"
+
+    def body() -> Iterator[bytes]:
+        raise AssertionError("an upload over the declared limit was read")
+        yield b""  # pragma: no cover
+
+    early = client.post(
+        "/v1/jobs",
+        content=body(),
+        headers={"Content-Type": "multipart/form-data; boundary=x", "Content-Length": "10000000"},
+    )
+    assert early.status_code == 413 and "upload of 9.54 MB exceeds the limit of 0.05 MB" in early.text
+
+
+def test_rate_limit_per_tenant(tmp_path: Path, tight_plans: None) -> None:
+    client, gw = _bare(tmp_path, Plan("slow", 10, 100.0, 50.0, 600.0, 5))
+    statuses = [client.get("/v1/jobs").status_code for _ in range(6)]
+    assert statuses == [200] * 5 + [429]
+    limited = client.get("/v1/jobs")
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert int(limited.headers["retry-after"]) >= 1
+    other = gw.accounts.create_key("other", plan="standard")[0]
+    assert client.get("/v1/jobs", headers={"Authorization": f"Bearer {other}"}).status_code == 200
