@@ -310,7 +310,9 @@ def test_plan_size_and_duration_limits(tmp_path: Path, tight_plans: None) -> Non
         content=body(),
         headers={"Content-Type": "multipart/form-data; boundary=x", "Content-Length": "10000000"},
     )
-    assert early.status_code == 413 and "upload of 9.54 MB exceeds the limit of 0.05 MB" in early.text
+    assert (
+        early.status_code == 413 and "upload of 9.54 MB exceeds the limit of 0.05 MB" in early.text
+    )
 
 
 def test_rate_limit_per_tenant(tmp_path: Path, tight_plans: None) -> None:
