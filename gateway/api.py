@@ -19,12 +19,13 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import Counter, make_asgi_app
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
+from gateway import downloads
 from gateway.accounts import Accounts
 from gateway.plans import PLANS, Plan, RateLimiter
 from gateway.store import JobRecord, JobStore
@@ -64,6 +65,7 @@ class Gateway:
         self.producer = producer
         self.accounts = Accounts(store.engine)
         self.rate_limiter = RateLimiter()
+        self.cache_dir = Path(settings.cache_dir)
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -280,6 +282,14 @@ def _check_monthly_minutes(gw: Gateway, tenant: str, plan: Plan, audio_s: float)
         )
 
 
+_FORMATS_HELP = "wav24 (stored), wav16 (TPDF-dithered), flac (24-bit) or mp3 (320 kbit/s)"
+
+
+def _stem(job: JobRecord) -> str:
+    """The download name's stem: the upload's name, safe in a header."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(job.filename).stem)[:80] or "mix"
+
+
 def _save_upload(upload: UploadFile, limit: int, tmpdir: Path) -> Path:
     """Stream the upload to a temp file, refusing it as soon as it passes ``limit`` bytes."""
     path = tmpdir / "upload"
@@ -288,9 +298,7 @@ def _save_upload(upload: UploadFile, limit: int, tmpdir: Path) -> Path:
         while chunk := upload.file.read(1 << 20):
             written += len(chunk)
             if written > limit:
-                raise LimitExceededError(
-                    f"upload exceeds the limit of {limit / 2**20:.3g} MB"
-                )
+                raise LimitExceededError(f"upload exceeds the limit of {limit / 2**20:.3g} MB")
             f.write(chunk)
     return path
 
@@ -482,6 +490,8 @@ def create_app(gateway: Gateway) -> FastAPI:
         for uri in filter(None, uris):
             if not gw.store.blob_in_use(uri):
                 gw.blobs.delete(uri)
+        unshared = [o["sha256"] for o in job.outputs.values() if not gw.store.blob_in_use(o["uri"])]
+        downloads.forget(job.job_id, unshared, gw.cache_dir)
         return Response(status_code=204)
 
     @app.get("/v1/jobs/{job_id}/report")
@@ -493,21 +503,48 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @app.get("/v1/jobs/{job_id}/outputs/{version}")
     def get_output(
-        gw: GatewayDep, tenant: TenantDep, job_id: str, version: str
-    ) -> StreamingResponse:
+        gw: GatewayDep,
+        tenant: TenantDep,
+        job_id: str,
+        version: str,
+        format: Annotated[str, Query(description=_FORMATS_HELP)] = downloads.STORED_FORMAT,
+    ) -> FileResponse:
+        """One version's audio; byte ranges (``Range: bytes=...``) are honoured."""
         job = _job_or_404(gw, job_id, tenant)
+        fmt = downloads.check_format(format)
         out = job.outputs.get(version)
         if out is None:
             raise NotFoundError(f"job {job_id} has no version {version!r}")
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(job.filename).stem)[:80] or "mix"
-        return StreamingResponse(
-            gw.blobs.iter_chunks(out["uri"]),
-            media_type="audio/wav",
-            headers={
-                "Content-Disposition": f'attachment; filename="{stem}-{version}.wav"',
-                "Content-Length": str(out["size_bytes"]),
-                "ETag": f'"{out["sha256"]}"',
-            },
+        path = downloads.rendition(gw.blobs, out["uri"], out["sha256"], fmt, gw.cache_dir)
+        return FileResponse(
+            path,
+            media_type=downloads.MEDIA_TYPES[fmt],
+            filename=f"{_stem(job)}-{version}.{downloads.extension(fmt)}",
+        )
+
+    @app.get("/v1/jobs/{job_id}/archive")
+    def get_archive(
+        gw: GatewayDep,
+        tenant: TenantDep,
+        job_id: str,
+        format: Annotated[str, Query(description=_FORMATS_HELP)] = downloads.STORED_FORMAT,
+    ) -> FileResponse:
+        """A ZIP of every version of a finished job in one format, with ``report.json``."""
+        job = _job_or_404(gw, job_id, tenant)
+        fmt = downloads.check_format(format)
+        if job.state != "done" or not job.report_uri:
+            raise NotFoundError(f"job {job_id} has no results yet (state: {job.state})")
+        path = downloads.archive(
+            gw.blobs,
+            job.job_id,
+            _stem(job),
+            job.outputs,
+            gw.blobs.get_bytes(job.report_uri),
+            fmt,
+            gw.cache_dir,
+        )
+        return FileResponse(
+            path, media_type="application/zip", filename=f"{_stem(job)}-mixpilot-{fmt}.zip"
         )
 
     return app

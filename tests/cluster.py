@@ -131,6 +131,7 @@ def running_cluster(
         "MIXPILOT_KAFKA_BOOTSTRAP": bootstrap,
         "MIXPILOT_DATABASE_URL": database_url,
         "MIXPILOT_BLOB_URL": f"file://{workdir / 'blobs'}",
+        "MIXPILOT_CACHE_DIR": str(workdir / "cache"),
         "MIXPILOT_GATEWAY_PORT": str(ports["gateway"]),
         "MIXPILOT_ANALYZER_PORT": str(ports["analyzer"]),
         "MIXPILOT_PREDICTOR_PORT": str(ports["predictor"]),

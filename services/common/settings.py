@@ -30,6 +30,10 @@ class Settings(BaseSettings):
         "file://mixpilot-data/blobs", description="file://DIR or s3://BUCKET/PREFIX"
     )
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, tests)")
+    cache_dir: Path = Field(
+        Path("mixpilot-data/cache"),
+        description="the gateway's disposable cache: downloads encoded to other formats, ZIPs",
+    )
 
     # Predictor on Triton (used when triton_url is set; docs/triton.md).
     triton_timeout_s: float = Field(30.0, gt=0, description="deadline of one Triton call")

@@ -24,6 +24,7 @@ def test_serve_runs_a_job_end_to_end(tmp_path: Path) -> None:
         "MIXPILOT_GATEWAY_PORT": str(port),
         "MIXPILOT_DATABASE_URL": f"sqlite:///{tmp_path / 'jobs.sqlite3'}",
         "MIXPILOT_BLOB_URL": f"file://{tmp_path / 'blobs'}",
+        "MIXPILOT_CACHE_DIR": str(tmp_path / "cache"),
         "MIXPILOT_AUTH": "none",  # one user's machine: one open tenant, no keys
     }
     log = tmp_path / "serve.log"

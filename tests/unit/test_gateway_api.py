@@ -30,7 +30,9 @@ from tests.signals import little_song
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("gateway")
     settings = load_settings(
-        database_url=f"sqlite:///{tmp / 'jobs.sqlite3'}", blob_url=f"file://{tmp / 'blobs'}"
+        database_url=f"sqlite:///{tmp / 'jobs.sqlite3'}",
+        blob_url=f"file://{tmp / 'blobs'}",
+        cache_dir=tmp / "cache",
     )
     app, stop = build_one_machine(settings)
     accounts = Accounts(JobStore(settings.database_url).engine)
@@ -211,7 +213,9 @@ def test_cancel_then_delete_removes_the_job_and_unshared_blobs(world: dict[str, 
 def _bare(tmp_path: Path, plan: Plan | None = None) -> tuple[TestClient, Gateway]:
     """The API with no stage workers (jobs stay queued) and one tenant, on ``plan``."""
     settings = load_settings(
-        database_url=f"sqlite:///{tmp_path / 'jobs.sqlite3'}", blob_url=f"file://{tmp_path / 'b'}"
+        database_url=f"sqlite:///{tmp_path / 'jobs.sqlite3'}",
+        blob_url=f"file://{tmp_path / 'b'}",
+        cache_dir=tmp_path / "cache",
     )
     bus = InMemoryBus()
     bus.ensure_topics(ALL_TOPICS)
@@ -324,3 +328,69 @@ def test_rate_limit_per_tenant(tmp_path: Path, tight_plans: None) -> None:
     assert int(limited.headers["retry-after"]) >= 1
     other = gw.accounts.create_key("other", plan="standard")[0]
     assert client.get("/v1/jobs", headers={"Authorization": f"Bearer {other}"}).status_code == 200
+
+
+def test_every_download_format_decodes_to_the_version(world: dict[str, Any]) -> None:
+    a: TestClient = world["a"]
+    resp = _submit(a, world["song"])
+    job_id = resp.json()["job_id"]
+    assert _wait_done(a, job_id)["state"] == "done"
+    stored = a.get(f"/v1/jobs/{job_id}/outputs/strategy")
+    reference, sr = sf.read(io.BytesIO(stored.content), dtype="float32", always_2d=True)
+    assert sr == 22050 and reference.shape[0] == 3 * 22050
+    expected = {
+        "wav24": ("audio/wav", "WAV", "PCM_24"),
+        "wav16": ("audio/wav", "WAV", "PCM_16"),
+        "flac": ("audio/flac", "FLAC", "PCM_24"),
+        "mp3": ("audio/mpeg", "MP3", "MPEG_LAYER_III"),
+    }
+    for fmt, (media, container, subtype) in expected.items():
+        r = a.get(f"/v1/jobs/{job_id}/outputs/strategy", params={"format": fmt})
+        assert r.status_code == 200, (fmt, r.text)
+        assert r.headers["content-type"] == media
+        assert (
+            f'-strategy.{"wav" if fmt.startswith("wav") else fmt}"'
+            in r.headers["content-disposition"]
+        )
+        info = sf.info(io.BytesIO(r.content))
+        assert (info.format, info.subtype, info.samplerate) == (container, subtype, 22050), fmt
+        audio, _ = sf.read(io.BytesIO(r.content), dtype="float32", always_2d=True)
+        assert audio.shape == reference.shape, fmt
+        if fmt != "mp3":  # lossless up to 16-bit dither: within 2 LSB of 16 bits
+            assert float(abs(audio - reference).max()) < 2.0**-14, fmt
+        else:  # a perceptual codec: the same music, not the same samples
+            corr = float(
+                (audio * reference).sum() / ((audio**2).sum() * (reference**2).sum()) ** 0.5
+            )
+            assert corr > 0.98
+    bad = a.get(f"/v1/jobs/{job_id}/outputs/strategy", params={"format": "ogg"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_parameter"
+
+    # Byte ranges of an encoded file: the same bytes as the whole, 206 with Content-Range.
+    whole = a.get(f"/v1/jobs/{job_id}/outputs/original", params={"format": "flac"}).content
+    part = a.get(
+        f"/v1/jobs/{job_id}/outputs/original",
+        params={"format": "flac"},
+        headers={"Range": "bytes=100-1123"},
+    )
+    assert part.status_code == 206
+    assert part.content == whole[100:1124]
+    assert part.headers["content-range"] == f"bytes 100-1123/{len(whole)}"
+    tail = a.get(f"/v1/jobs/{job_id}/outputs/original", headers={"Range": "bytes=-10"})
+    assert tail.status_code == 206 and len(tail.content) == 10
+
+    # The ZIP: every version in one format, the report and a manifest.
+    z = a.get(f"/v1/jobs/{job_id}/archive", params={"format": "flac"})
+    assert z.status_code == 200 and z.headers["content-type"] == "application/zip"
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(z.content)) as archive:
+        names = set(archive.namelist())
+        versions = set(a.get(f"/v1/jobs/{job_id}").json()["versions"])
+        assert names == {f"s-{v}.flac" for v in versions} | {"report.json", "manifest.json"}
+        assert json.loads(archive.read("report.json"))["analysis"]["sample_rate"] == 22050
+        for v in versions:
+            audio, rate = sf.read(io.BytesIO(archive.read(f"s-{v}.flac")), always_2d=True)
+            assert rate == 22050 and audio.shape == reference.shape
+    assert world["b"].get(f"/v1/jobs/{job_id}/archive").status_code == 404

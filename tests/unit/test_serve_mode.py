@@ -22,6 +22,7 @@ def test_job_flows_through_every_stage(tmp_path: Path) -> None:
     settings = load_settings(
         database_url=f"sqlite:///{tmp_path / 'jobs.sqlite3'}",
         blob_url=f"file://{tmp_path / 'blobs'}",
+        cache_dir=tmp_path / "cache",
     )
     app, stop = build_one_machine(settings)
     try:
