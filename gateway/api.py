@@ -13,15 +13,18 @@ import json
 import logging
 import re
 import tempfile
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import Counter, make_asgi_app
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
@@ -29,6 +32,7 @@ from gateway import downloads
 from gateway.accounts import Accounts
 from gateway.plans import PLANS, Plan, RateLimiter
 from gateway.store import JobRecord, JobStore
+from gateway.webhooks import EVENT_TYPES, WebhookStore
 from mixpilot.v1 import mixpilot_pb2 as pb
 from services.common import bus as busmod
 from services.common.audio_io import read_audio
@@ -66,6 +70,7 @@ class Gateway:
         self.accounts = Accounts(store.engine)
         self.rate_limiter = RateLimiter()
         self.cache_dir = Path(settings.cache_dir)
+        self.webhooks = WebhookStore(store.engine, allow_private=settings.webhook_allow_private)
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -282,6 +287,22 @@ def _check_monthly_minutes(gw: Gateway, tenant: str, plan: Plan, audio_s: float)
         )
 
 
+#: How often an event stream looks at its job (the job store is the truth across replicas).
+SSE_POLL_S = 0.25
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+class WebhookIn(BaseModel):
+    url: str = Field(description="https:// endpoint that receives POSTed JSON events")
+    events: list[str] = Field(
+        default_factory=lambda: list(EVENT_TYPES), description="job.done and/or job.failed"
+    )
+    description: str = Field("", max_length=256)
+
+
 _FORMATS_HELP = "wav24 (stored), wav16 (TPDF-dithered), flac (24-bit) or mp3 (320 kbit/s)"
 
 
@@ -425,6 +446,64 @@ def create_app(gateway: Gateway) -> FastAPI:
             "job submitted", extra={"job_id": job_id, "tenant": tenant, "input_filename": filename}
         )
         return _job_json(_job_or_404(gw, job_id, tenant))
+
+    @app.post("/v1/webhooks", status_code=201)
+    def create_webhook(gw: GatewayDep, tenant: TenantDep, body: WebhookIn) -> dict[str, Any]:
+        """Register an endpoint for job events. The answer carries the signing ``secret``,
+        shown only this once: verify each delivery's ``MixPilot-Signature`` with it."""
+        hook, secret = gw.webhooks.create(tenant, body.url, body.events, body.description)
+        return {**hook.public(), "secret": secret}
+
+    @app.get("/v1/webhooks")
+    def list_webhooks(gw: GatewayDep, tenant: TenantDep) -> dict[str, Any]:
+        return {"items": [h.public() for h in gw.webhooks.of_tenant(tenant)]}
+
+    @app.delete("/v1/webhooks/{webhook_id}", status_code=204)
+    def delete_webhook(gw: GatewayDep, tenant: TenantDep, webhook_id: str) -> Response:
+        gw.webhooks.delete(tenant, webhook_id)
+        return Response(status_code=204)
+
+    @app.get("/v1/webhooks/{webhook_id}/deliveries")
+    def webhook_deliveries(
+        gw: GatewayDep,
+        tenant: TenantDep,
+        webhook_id: str,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    ) -> dict[str, Any]:
+        """The delivery log, newest first: status, tries, last HTTP status or error."""
+        return {"items": gw.webhooks.deliveries(tenant, webhook_id, limit)}
+
+    @app.get("/v1/jobs/{job_id}/events")
+    def job_events(gw: GatewayDep, tenant: TenantDep, job_id: str) -> StreamingResponse:
+        """Server-sent events: ``progress`` with the job each time its state or progress
+        changes, then one ``done`` or ``failed`` with the final job, and the stream ends."""
+        _job_or_404(gw, job_id, tenant)
+
+        def stream() -> Iterator[str]:
+            last: tuple[str, float] | None = None
+            idle_since = time.monotonic()
+            while True:
+                job = gw.store.get_job(job_id)
+                if job is None:
+                    yield _sse("failed", {"job_id": job_id, "state": "deleted"})
+                    return
+                now = (job.state, round(job.progress, 3))
+                if now != last:
+                    last, idle_since = now, time.monotonic()
+                    kind = job.state if job.done else "progress"
+                    yield _sse(kind, _job_json(job))
+                    if job.done:
+                        return
+                elif time.monotonic() - idle_since > 15:
+                    idle_since = time.monotonic()
+                    yield ": keep-alive\n\n"
+                time.sleep(SSE_POLL_S)
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
 
     @app.get("/v1/usage")
     def usage(

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from gateway.api import Gateway, create_app
 from gateway.events import EventApplier
 from gateway.store import JobStore
+from gateway.webhooks import Dispatcher
 from services.analyzer.service import parts as analyzer_parts
 from services.common.blobstore import BlobStore, open_blob_store
 from services.common.bus import Bus, InMemoryBus, KafkaBus
@@ -35,8 +36,20 @@ def build_gateway(
         bus=bus, store=store, group_id=f"{settings.consumer_group_prefix}-gateway"
     )
     applier.start()
+    dispatcher = Dispatcher(
+        store.engine,
+        max_attempts=settings.webhook_max_attempts,
+        backoff_s=settings.webhook_backoff_s,
+        timeout_s=settings.webhook_timeout_s,
+        allow_private=settings.webhook_allow_private,
+    ).start()
     app = create_app(Gateway(settings=settings, store=store, blobs=blobs, producer=bus.producer()))
-    return app, applier.stop
+
+    def stop() -> None:
+        applier.stop()
+        dispatcher.stop()
+
+    return app, stop
 
 
 def build_one_machine(settings: Settings) -> tuple[FastAPI, Callable[[], None]]:

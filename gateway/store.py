@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from gateway import webhooks
 from mixpilot.v1 import mixpilot_pb2 as pb
 from services.common.errors import ConflictError, InvalidParameterError
 from services.common.jobs import STATE_NAMES, STATE_RANK, TERMINAL
@@ -124,6 +125,7 @@ class JobStore:
         # SQLite serialises writers itself; one lock keeps our read-modify-write atomic there.
         self._lock = threading.Lock() if url.startswith("sqlite") else None
         metadata.create_all(self.engine)
+        webhooks.metadata.create_all(self.engine)
         self._add_missing_columns()
 
     def _add_missing_columns(self) -> None:
@@ -382,6 +384,22 @@ class JobStore:
                         report_uri=event.report.uri, outputs_json=json.dumps(_outputs(event))
                     )
                 conn.execute(jobs.update().where(jobs.c.job_id == event.job_id).values(**values))
+                if state in TERMINAL:  # owed to the tenant's webhooks, in this transaction
+                    data = {
+                        "job_id": event.job_id,
+                        "state": state,
+                        "error": None
+                        if state == "done"
+                        else {
+                            "code": values["error_code"],
+                            "message": values["error_message"],
+                            "stage": values["error_stage"],
+                        },
+                        "links": {"job": f"/v1/jobs/{event.job_id}"},
+                    }
+                    webhooks.enqueue(
+                        conn, row["tenant"], f"job.{state}", f"{event.job_id}:{state}", data
+                    )
                 return True
         except IntegrityError:
             return False  # this event id was applied before: a redelivery

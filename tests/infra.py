@@ -19,11 +19,13 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -54,6 +56,40 @@ def start_or_fail(what: str, start: Callable[[], T]) -> T:
     except (InfraMissingError, InfraStartError) as exc:
         problem = f"cannot start {what} for integration tests: {exc}"
     pytest.fail(problem, pytrace=False)  # outside the except block: the report is the message
+
+
+# --------------------------------------------------------------------------------------------
+# An HTTP receiver (webhooks)
+# --------------------------------------------------------------------------------------------
+
+
+class Receiver:
+    """An HTTP endpoint on loopback that records POSTs and answers the statuses queued in
+    ``script`` (then 200)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.script: list[int] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = receiver.script.pop(0) if receiver.script else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
 
 
 # --------------------------------------------------------------------------------------------

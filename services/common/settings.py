@@ -67,6 +67,17 @@ class Settings(BaseSettings):
         " `mixpilot keys create`); none: one open tenant, `local` (a single user's machine only)",
     )
 
+    # Webhooks (gateway/webhooks.py).
+    webhook_max_attempts: int = Field(8, ge=1, le=50, description="tries of one delivery")
+    webhook_backoff_s: float = Field(
+        5.0, gt=0, description="wait before the second try; doubles each try, at most 1 h"
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, description="deadline of one delivery POST")
+    webhook_allow_private: bool = Field(
+        False,
+        description="let webhooks target loopback/private addresses (tests, a closed network)",
+    )
+
     # Limits and job defaults.
     max_upload_mb: float = Field(500.0, gt=0)
     max_duration_s: float = Field(1200.0, gt=0)

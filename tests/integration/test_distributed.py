@@ -6,6 +6,7 @@ message, and bad uploads."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import time
@@ -44,6 +45,8 @@ def cluster(
         tmp_path_factory.mktemp("cluster"),
         MIXPILOT_MAX_UPLOAD_MB=str(MAX_UPLOAD_MB),
         MIXPILOT_MAX_DURATION_S=str(MAX_DURATION_S),
+        MIXPILOT_WEBHOOK_ALLOW_PRIVATE="true",  # the test's receiver is on loopback
+        MIXPILOT_WEBHOOK_BACKOFF_S="0.2",
     ) as c:
         yield c
 
@@ -246,3 +249,27 @@ def test_unknown_job_is_404_json(cluster: Cluster) -> None:
     resp = cluster.api("GET", "/v1/jobs/nope")
     assert resp.status_code == 404
     assert resp.json()["error"]["code"] == "not_found"
+
+
+def test_webhook_delivered_signed_from_the_distributed_gateway(cluster: Cluster) -> None:
+    """PostgreSQL path: the delivery is owed in the event's transaction and leased with
+    FOR UPDATE SKIP LOCKED; the first try fails (503) and the retry arrives, signed."""
+    from gateway.webhooks import verify
+    from tests.infra import Receiver, wait_until
+
+    receiver = Receiver()
+    try:
+        receiver.script[:] = [503]
+        hook = cluster.api("POST", "/v1/webhooks", json={"url": receiver.url}).json()
+        job_id = submit(cluster, wav_bytes(little_song(sr=22050, duration_s=4.0), 22050)).json()[
+            "job_id"
+        ]
+        assert wait_state(cluster, job_id, {"done", "failed"})["state"] == "done"
+        wait_until(lambda: len(receiver.requests) >= 2, timeout_s=60, what="the retried delivery")
+        headers, body = receiver.requests[1]
+        assert verify(hook["secret"], headers["mixpilot-signature"], body)
+        assert json.loads(body)["data"]["job_id"] == job_id
+        log = cluster.api("GET", f"/v1/webhooks/{hook['webhook_id']}/deliveries").json()
+        assert (log["items"][0]["status"], log["items"][0]["attempts"]) == ("delivered", 2)
+    finally:
+        receiver.close()
