@@ -31,6 +31,7 @@ from starlette.datastructures import Headers
 from gateway import downloads
 from gateway.accounts import Accounts
 from gateway.plans import PLANS, Plan, RateLimiter
+from gateway.preferences import PreferenceStore
 from gateway.store import JobRecord, JobStore
 from gateway.webhooks import EVENT_TYPES, WebhookStore
 from mixpilot.v1 import mixpilot_pb2 as pb
@@ -71,6 +72,7 @@ class Gateway:
         self.rate_limiter = RateLimiter()
         self.cache_dir = Path(settings.cache_dir)
         self.webhooks = WebhookStore(store.engine, allow_private=settings.webhook_allow_private)
+        self.preferences = PreferenceStore(store.engine)
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -295,6 +297,17 @@ def _sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
+class PreferenceIn(BaseModel):
+    chosen: str = Field(max_length=64, description="the version the listener preferred")
+    compared: list[str] = Field(
+        default_factory=list, max_length=16, description="the versions compared (A/B/...)"
+    )
+    edited: dict[str, float | str] = Field(
+        default_factory=dict, description="parameters the listener changed, physical units"
+    )
+    listener: str = Field("", max_length=128, description="your id for the listener, if any")
+
+
 class WebhookIn(BaseModel):
     url: str = Field(description="https:// endpoint that receives POSTed JSON events")
     events: list[str] = Field(
@@ -504,6 +517,39 @@ def create_app(gateway: Gateway) -> FastAPI:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
+
+    @app.post("/v1/jobs/{job_id}/preferences", status_code=201)
+    def record_preference(
+        gw: GatewayDep, tenant: TenantDep, job_id: str, body: PreferenceIn
+    ) -> dict[str, Any]:
+        """Record which version a listener chose in an A/B comparison of this job's versions,
+        and the parameters they edited (physical units, by name)."""
+        job = _job_or_404(gw, job_id, tenant)
+        return gw.preferences.record(
+            tenant,
+            job.job_id,
+            set(job.outputs),
+            chosen=body.chosen,
+            compared=body.compared,
+            edited=body.edited,
+            listener=body.listener,
+        )
+
+    @app.get("/v1/preferences")
+    def list_preferences(
+        gw: GatewayDep,
+        tenant: TenantDep,
+        job_id: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        """The tenant's recorded choices, newest first."""
+        return {"items": gw.preferences.query(tenant, job_id=job_id, limit=limit)}
+
+    @app.get("/v1/preferences/summary")
+    def preference_summary(gw: GatewayDep, tenant: TenantDep) -> dict[str, Any]:
+        """Per version: how often it was compared and chosen (win rate); the parameters
+        listeners edit most."""
+        return gw.preferences.summary(tenant)
 
     @app.get("/v1/usage")
     def usage(

@@ -394,3 +394,48 @@ def test_every_download_format_decodes_to_the_version(world: dict[str, Any]) -> 
             audio, rate = sf.read(io.BytesIO(archive.read(f"s-{v}.flac")), always_2d=True)
             assert rate == 22050 and audio.shape == reference.shape
     assert world["b"].get(f"/v1/jobs/{job_id}/archive").status_code == 404
+
+
+def test_preferences_are_recorded_per_tenant_and_summarised(world: dict[str, Any]) -> None:
+    a, b = world["a"], world["b"]
+    job_id = _submit(a, world["song"]).json()["job_id"]
+    assert _wait_done(a, job_id)["state"] == "done"
+    url = f"/v1/jobs/{job_id}/preferences"
+    first = a.post(
+        url,
+        json={
+            "chosen": "ai_enhanced_cnn",
+            "compared": ["strategy", "ai_enhanced_cnn"],
+            "edited": {"eq_mid_gain_db": 1.5, "reverb_style": "hall"},
+            "listener": "user-7",
+        },
+    )
+    assert first.status_code == 201, first.text
+    record = first.json()
+    assert record["edited"]["eq_mid_gain_db"] == 1.5
+    assert isinstance(record["edited"]["reverb_style"], float)  # choice stored as its index
+    a.post(url, json={"chosen": "strategy", "compared": ["strategy", "ai_enhanced_cnn"]})
+    a.post(url, json={"chosen": "ai_enhanced_cnn", "compared": ["ai_enhanced_cnn", "original"]})
+    summary = a.get("/v1/preferences/summary").json()
+    assert summary["choices"] == 3
+    assert summary["versions"]["ai_enhanced_cnn"] == {
+        "compared": 3,
+        "chosen": 2,
+        "win_rate": 0.6667,
+    }
+    assert summary["versions"]["strategy"]["win_rate"] == 0.5
+    assert summary["edited_parameters"] == {"eq_mid_gain_db": 1, "reverb_style": 1}
+    items = a.get("/v1/preferences", params={"job_id": job_id}).json()["items"]
+    assert [i["chosen"] for i in items][-1] == "ai_enhanced_cnn" and len(items) == 3
+    # Bad choices are 400 with the reason; another tenant sees nothing and cannot write.
+    for body, reason in (
+        ({"chosen": "ai_gpt"}, "no version ai_gpt"),
+        ({"chosen": "strategy", "compared": ["original", "ai_ast"]}, "one of the compared"),
+        ({"chosen": "strategy", "edited": {"eq_mid_gain_db": 99}}, "outside"),
+        ({"chosen": "strategy", "edited": {"volume_knob": 11}}, "unknown mix parameter"),
+    ):
+        bad = a.post(url, json=body)
+        assert bad.status_code == 400 and reason in bad.json()["error"]["message"], body
+    assert b.post(url, json={"chosen": "strategy"}).status_code == 404
+    assert b.get("/v1/preferences").json()["items"] == []
+    assert b.get("/v1/preferences/summary").json()["choices"] == 0
