@@ -255,8 +255,11 @@ def month_bounds(month: str | None) -> tuple[datetime, datetime]:
         year, number = now.year, now.month
     else:
         year, number = (int(x) for x in month.split("-"))
-    start = datetime(year, number, 1, tzinfo=UTC)
-    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
+    try:
+        start = datetime(year, number, 1, tzinfo=UTC)
+        end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
+    except ValueError as exc:
+        raise InvalidParameterError(f"month {month!r}: {exc}") from exc
     return start, end
 
 

@@ -296,6 +296,8 @@ def test_monthly_minutes_are_metered_and_limited_even_after_deletes(
     assert after["in_flight_jobs"] == 0
     assert client.get("/v1/usage", params={"month": "2020-01"}).json()["jobs"] == 0
     assert client.get("/v1/usage", params={"month": "2020-13"}).status_code == 400
+    for month in ("0000-01", "9999-12"):  # found by schemathesis: were 500
+        assert client.get("/v1/usage", params={"month": month}).status_code == 400, month
 
 
 def test_plan_size_and_duration_limits(tmp_path: Path, tight_plans: None) -> None:
