@@ -119,10 +119,18 @@ def error_response(exc: MixPilotError) -> JSONResponse:
     return _api_error(exc.http_status, exc.code, exc.message, headers or None, **extra)
 
 
+class _BodyTooLarge(Exception):
+    """Raised from the counting ``receive`` when a body passes its limit."""
+
+
 class ApiKeyMiddleware:
     """Authenticates every ``/v1`` request from its headers alone, before any of its body is
     read: an upload without a valid key is refused at once, not after it arrived. The tenant
-    goes into ``request.state.tenant``."""
+    goes into ``request.state.tenant``.
+
+    It also bounds every request body by the tenant's upload limit while it streams in: a
+    declared ``Content-Length`` over the limit is refused before reading, and a body sent
+    without one (chunked) is cut off, with ``413``, as soon as the bytes received pass it."""
 
     def __init__(self, app: Any, gateway: Gateway) -> None:
         self.app = app
@@ -141,7 +149,35 @@ class ApiKeyMiddleware:
             await error_response(exc)(scope, receive, send)
             return
         scope.setdefault("state", {}).update(tenant=tenant, plan=plan)
-        await self.app(scope, receive, send)
+        limit = upload_limit_bytes(self.gateway.settings, plan) + MULTIPART_SLACK_BYTES
+        received = 0
+        too_large = False
+
+        async def counting_receive() -> Any:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    too_large = True
+                    raise _BodyTooLarge
+            return message
+
+        async def guarded_send(message: Any) -> None:
+            if not too_large:  # once cut off, the app's own answer (a parse error) is dropped
+                await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except _BodyTooLarge:
+            pass
+        if too_large:
+            error = LimitExceededError(
+                f"upload exceeds the limit of {(limit - MULTIPART_SLACK_BYTES) / 2**20:.3g} MB"
+                " (refused while it was arriving)"
+            )
+            REJECTED.labels(reason=error.code).inc()
+            await error_response(error)(scope, receive, send)
 
     async def _tenant(self, headers: Headers) -> tuple[str, Plan]:
         if self.gateway.settings.auth == "none":

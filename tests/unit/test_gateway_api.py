@@ -441,3 +441,69 @@ def test_preferences_are_recorded_per_tenant_and_summarised(world: dict[str, Any
     assert b.post(url, json={"chosen": "strategy"}).status_code == 404
     assert b.get("/v1/preferences").json()["items"] == []
     assert b.get("/v1/preferences/summary").json()["choices"] == 0
+
+
+def test_a_chunked_upload_over_the_limit_is_cut_off_while_streaming(
+    tmp_path: Path, tight_plans: None
+) -> None:
+    """Over real HTTP (uvicorn, a raw socket) with no Content-Length: the 413 arrives once the
+    bytes received pass the plan's limit, while the sender still has most of its upload to
+    send; the server never reads the rest."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from tests.infra import free_port
+
+    client, gw = _bare(tmp_path, Plan("small-chunks", 10, 100.0, 0.5, 600.0, 1000))
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(client.app, host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    key = client.headers["authorization"]
+    chunk = b"\0" * 65536
+    sent = 0
+    answer = b""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                b"Content-Type: multipart/form-data; boundary=x\r\n"
+                + f"Authorization: {key}\r\n\r\n".encode()
+            )
+            head = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+            sock.sendall(f"{len(head):x}\r\n".encode() + head + b"\r\n")
+            sock.setblocking(False)
+            for _ in range(400):  # up to 25 MiB, 50 times the limit
+                try:
+                    answer += sock.recv(65536)
+                except BlockingIOError:
+                    pass
+                if answer:
+                    break
+                try:
+                    sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+                    time.sleep(0.01)
+                    continue
+                sent += 1
+                time.sleep(0.002)
+            sock.setblocking(True)
+            try:
+                while b"\r\n\r\n" not in answer:
+                    answer += sock.recv(65536) or b""
+            except OSError:
+                pass
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"refused while it was arriving" in answer
+    print("chunks sent before the 413:", sent)
+    assert sent < 40, f"{sent} chunks of 64 KiB went out before the refusal (limit: 8)"
