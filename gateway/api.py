@@ -36,7 +36,7 @@ from gateway.store import JobRecord, JobStore
 from gateway.webhooks import EVENT_TYPES, WebhookStore
 from mixpilot.v1 import mixpilot_pb2 as pb
 from services.common import bus as busmod
-from services.common.audio_io import read_audio
+from services.common.audio_io import validate_audio_file
 from services.common.blobstore import BlobStore
 from services.common.errors import (
     ConflictError,
@@ -441,7 +441,8 @@ def create_app(gateway: Gateway) -> FastAPI:
         with tempfile.TemporaryDirectory(prefix="mixpilot-upload-") as tmp:
             try:
                 path = _save_upload(file, upload_limit_bytes(settings, plan), Path(tmp))
-                _, sr, info = read_audio(path, max_duration_s=max_duration_s)
+                info = validate_audio_file(path, max_duration_s=max_duration_s)
+                sr = info.sample_rate
                 audio_s = info.frames / sr
                 _check_monthly_minutes(gw, tenant, plan, audio_s)
             except MixPilotError as exc:

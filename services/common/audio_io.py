@@ -150,6 +150,46 @@ def read_audio(
     )
 
 
+def validate_audio_file(
+    source: str | Path, *, max_duration_s: float | None = None, block_frames: int = 1 << 18
+) -> AudioInfo:
+    """The checks of :func:`read_audio` on a file, decoded a block at a time: memory stays at
+    one block whatever the file's length (the gateway validates uploads of hundreds of MB).
+
+    Raises
+    ------
+    UnsupportedFormatError, InvalidAudioError, LimitExceededError
+        The same errors, with the same messages, as :func:`read_audio`.
+    """
+    info = probe(source, max_duration_s=max_duration_s)
+    frames = 0
+    peak = 0.0
+    try:
+        with sf.SoundFile(_open(source)) as f:
+            for block in f.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
+                if not np.all(np.isfinite(block)):
+                    raise InvalidAudioError("the audio contains NaN or infinite samples")
+                frames += block.shape[0]
+                if block.size:
+                    peak = max(peak, float(np.max(np.abs(block))))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise InvalidAudioError(f"the audio data is corrupt or truncated ({exc})") from exc
+    if info.frames > 0 and frames < 0.99 * info.frames:
+        raise InvalidAudioError(
+            f"the file is truncated: header says {info.frames} frames, found {frames}"
+        )
+    if frames == 0:
+        raise InvalidAudioError("the file contains no audio frames")
+    if frames < MIN_DURATION_S * info.sample_rate:
+        raise InvalidAudioError(
+            f"the audio is {frames / info.sample_rate:.2f} s long; at least "
+            f"{MIN_DURATION_S:g} s is needed"
+        )
+    if peak < SILENCE_PEAK:
+        raise InvalidAudioError("the audio is silent")
+    return AudioInfo(info.sample_rate, info.channels, frames, info.format, info.subtype)
+
+
 def check_audio(audio: np.ndarray, sample_rate: int, *, allow_silence: bool = False) -> None:
     """Entry check for anything that will be analysed or mixed.
 

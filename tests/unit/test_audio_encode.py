@@ -42,3 +42,41 @@ def test_mp3_is_320_kbits_and_keeps_length() -> None:
     assert abs(len(data) * 8 / 10.0 / 1000.0 - 320.0) < 10.0  # kbit/s
     decoded, rate = sf.read(io.BytesIO(data), always_2d=True)
     assert rate == SR and decoded.shape == (SR * 10, 2)
+
+
+def test_block_validation_agrees_with_full_decoding(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The gateway's bounded-memory check of an upload gives the same verdict and message as
+    decoding it whole, on good and bad files."""
+    import pytest
+
+    from services.common.audio_io import read_audio, validate_audio_file
+    from services.common.errors import MixPilotError
+
+    rng = np.random.default_rng(0)
+    good = (0.1 * rng.standard_normal((2, SR * 3))).astype(np.float32)
+    nan = good.copy()
+    nan[1, SR * 2 + 5] = np.nan  # in a later block
+    cases = {
+        "good.flac": (good, "FLAC", "PCM_24"),
+        "silent.wav": (np.zeros((2, SR * 3), np.float32), "WAV", "PCM_16"),
+        "nan.wav": (nan, "WAV", "FLOAT"),
+        "short.wav": (good[:, : SR // 4], "WAV", "PCM_16"),
+    }
+    for name, (audio, container, subtype) in cases.items():
+        path = tmp_path / name
+        sf.write(path, audio.T, SR, format=container, subtype=subtype)
+        outcomes = []
+        for check in (
+            lambda p=path: read_audio(p)[2],
+            lambda p=path: validate_audio_file(p, block_frames=SR // 2),
+        ):
+            try:
+                outcomes.append(("ok", check().frames))
+            except MixPilotError as exc:
+                outcomes.append((exc.code, exc.message))
+        assert outcomes[0] == outcomes[1], (name, outcomes)
+    truncated = tmp_path / "cut.wav"
+    sf.write(truncated, good.T, SR, subtype="PCM_16")
+    truncated.write_bytes(truncated.read_bytes()[: 44 + SR * 4])
+    with pytest.raises(MixPilotError, match="truncated"):
+        validate_audio_file(truncated)
