@@ -30,6 +30,7 @@ from starlette.datastructures import Headers
 
 from gateway import downloads
 from gateway.accounts import Accounts
+from gateway.admission import Admission
 from gateway.plans import PLANS, Plan, RateLimiter
 from gateway.preferences import PreferenceStore
 from gateway.store import JobRecord, JobStore
@@ -73,6 +74,12 @@ class Gateway:
         self.cache_dir = Path(settings.cache_dir)
         self.webhooks = WebhookStore(store.engine, allow_private=settings.webhook_allow_private)
         self.preferences = PreferenceStore(store.engine)
+        self.admission = Admission(
+            store, producer, window=settings.admission_window, plan_of=self.plan_of
+        )
+
+    def plan_of(self, tenant: str) -> Plan:
+        return LOCAL_PLAN if self.settings.auth == "none" else self.accounts.plan_of(tenant)
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -251,6 +258,8 @@ def _job_json(job: JobRecord) -> dict[str, Any]:
         "progress": round(job.progress, 3),
         "done": job.done,
         "filename": job.filename,
+        "admitted": job.admitted_at is not None,
+        "batch_id": job.batch_id,
         "created_at": job.created_at.isoformat(),
         "updated_at": job.updated_at.isoformat(),
         "stage_times": job.stage_times,
@@ -299,13 +308,68 @@ def month_bounds(month: str | None) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _check_concurrency(gw: Gateway, tenant: str, plan: Plan) -> None:
-    running = gw.store.in_flight(tenant)
-    if running >= plan.concurrent_jobs:
+def _enqueue_job(
+    gw: Gateway,
+    job_id: str,
+    tenant: str,
+    filename: str,
+    stored: Any,
+    info: Any,
+    options: dict[str, Any],
+    audio_s: float,
+    idempotency: tuple[str, str] | None = None,
+    batch_id: str | None = None,
+) -> str:
+    """Store a validated upload's job, waiting for admission with its envelope; its id (an
+    earlier job's id when ``idempotency`` replays)."""
+    ref = pb.AudioRef(
+        uri=stored.uri,
+        sha256=stored.sha256,
+        sample_rate=info.sample_rate,
+        channels=info.channels,
+        frames=info.frames,
+        format=info.format,
+        subtype=info.subtype,
+        filename=filename,
+        size_bytes=stored.size_bytes,
+    )
+    envelope = new_envelope(
+        job_id=job_id,
+        tenant=tenant,
+        input_ref=ref,
+        target_lufs=options["target_lufs"],
+        ceiling_dbtp=options["true_peak_ceiling_dbtp"],
+        genre_override=options["genre"] or "",
+        intensity_pct=options["intensity_pct"],
+    )
+    created = gw.store.create_job(
+        job_id=job_id,
+        tenant=tenant,
+        filename=filename,
+        input_uri=stored.uri,
+        input_sha256=stored.sha256,
+        options=options,
+        audio_s=audio_s,
+        envelope=envelope.SerializeToString(),
+        idempotency=idempotency,
+        batch_id=batch_id,
+    )
+    if created == job_id:
+        SUBMITTED.inc()
+        log.info(
+            "job submitted", extra={"job_id": job_id, "tenant": tenant, "input_filename": filename}
+        )
+    return created
+
+
+def _check_queue(gw: Gateway, tenant: str, plan: Plan) -> None:
+    waiting = gw.store.waiting(tenant)
+    if waiting >= plan.max_queued_jobs:
         raise QuotaExceededError(
-            f"{running} jobs are in flight, the {plan.name} plan allows {plan.concurrent_jobs} "
-            "at once: wait for one to finish",
-            limit={"name": "concurrent_jobs", "limit": plan.concurrent_jobs, "used": running},
+            f"{waiting} jobs are waiting to start, the {plan.name} plan lets "
+            f"{plan.max_queued_jobs} wait (and {plan.concurrent_jobs} run at once): "
+            "wait for some to start",
+            limit={"name": "queued_jobs", "limit": plan.max_queued_jobs, "used": waiting},
         )
 
 
@@ -436,7 +500,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         if genre and genre not in GENRES:
             raise InvalidParameterError(f"genre must be one of {', '.join(GENRES)}")
         filename = safe_filename(file.filename)
-        _check_concurrency(gw, tenant, plan)
+        _check_queue(gw, tenant, plan)
         max_duration_s = min(settings.max_duration_s, plan.max_duration_s)
         with tempfile.TemporaryDirectory(prefix="mixpilot-upload-") as tmp:
             try:
@@ -460,44 +524,13 @@ def create_app(gateway: Gateway) -> FastAPI:
         if idempotency_key:
             request_id = json.dumps([stored.sha256, options], sort_keys=True)
             idempotency = (idempotency_key, hashlib.sha256(request_id.encode()).hexdigest())
-        created = gw.store.create_job(
-            job_id=job_id,
-            tenant=tenant,
-            filename=filename,
-            input_uri=stored.uri,
-            input_sha256=stored.sha256,
-            options=options,
-            audio_s=audio_s,
-            idempotency=idempotency,
+        created = _enqueue_job(
+            gw, job_id, tenant, filename, stored, info, options, audio_s, idempotency
         )
         if created != job_id:  # the same request again: answer with the first one's job
             response.headers["Idempotent-Replayed"] = "true"
             return _job_json(_job_or_404(gw, created, tenant))
-        ref = pb.AudioRef(
-            uri=stored.uri,
-            sha256=stored.sha256,
-            sample_rate=sr,
-            channels=info.channels,
-            frames=info.frames,
-            format=info.format,
-            subtype=info.subtype,
-            filename=filename,
-            size_bytes=stored.size_bytes,
-        )
-        envelope = new_envelope(
-            job_id=job_id,
-            tenant=tenant,
-            input_ref=ref,
-            target_lufs=target,
-            ceiling_dbtp=settings.true_peak_ceiling_dbtp,
-            genre_override=genre or "",
-            intensity_pct=intensity_pct,
-        )
-        gw.producer.send(busmod.SUBMITTED, key=job_id, value=envelope.SerializeToString())
-        SUBMITTED.inc()
-        log.info(
-            "job submitted", extra={"job_id": job_id, "tenant": tenant, "input_filename": filename}
-        )
+        gw.admission.pump()  # let it in now if there is room
         return _job_json(_job_or_404(gw, job_id, tenant))
 
     @app.post("/v1/webhooks", status_code=201)

@@ -18,11 +18,12 @@ from services.common.errors import InvalidParameterError, RateLimitedError
 @dataclass(frozen=True)
 class Plan:
     name: str
-    concurrent_jobs: int  # jobs not yet done or failed
+    concurrent_jobs: int  # jobs in the pipeline at once (more wait at the gateway, in order)
     audio_minutes_per_month: float  # minutes of uploaded audio accepted per calendar month (UTC)
     max_upload_mb: float
     max_duration_s: float
     requests_per_minute: int  # every /v1 request
+    max_queued_jobs: int = 200  # jobs waiting for admission; more are refused (429)
 
     def limits(self) -> dict[str, float]:
         return {k: v for k, v in asdict(self).items() if k != "name"}
@@ -31,9 +32,9 @@ class Plan:
 PLANS: dict[str, Plan] = {
     p.name: p
     for p in (
-        Plan("free", 1, 30.0, 50.0, 600.0, 60),
-        Plan("standard", 4, 600.0, 200.0, 1200.0, 300),
-        Plan("label", 64, 100_000.0, 500.0, 1200.0, 3000),
+        Plan("free", 1, 30.0, 50.0, 600.0, 60, max_queued_jobs=5),
+        Plan("standard", 4, 600.0, 200.0, 1200.0, 300, max_queued_jobs=200),
+        Plan("label", 64, 100_000.0, 500.0, 1200.0, 3000, max_queued_jobs=20_000),
     )
 }
 DEFAULT_PLAN = "standard"

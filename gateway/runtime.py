@@ -43,9 +43,12 @@ def build_gateway(
         timeout_s=settings.webhook_timeout_s,
         allow_private=settings.webhook_allow_private,
     ).start()
-    app = create_app(Gateway(settings=settings, store=store, blobs=blobs, producer=bus.producer()))
+    gateway = Gateway(settings=settings, store=store, blobs=blobs, producer=bus.producer())
+    gateway.admission.start()
+    app = create_app(gateway)
 
     def stop() -> None:
+        gateway.admission.stop()
         applier.stop()
         dispatcher.stop()
 

@@ -34,6 +34,12 @@ jobs = sa.Table(
     sa.Column("input_uri", sa.Text, nullable=False),
     sa.Column("input_sha256", sa.String(64), nullable=False),
     sa.Column("audio_s", sa.Float, nullable=False, default=0.0),  # metered: the upload's length
+    # Admission (gateway/admission.py): the envelope waits here until the job is let into the
+    # pipeline; admitted_at/admit_seq record when and in which order.
+    sa.Column("envelope", sa.LargeBinary),
+    sa.Column("batch_id", sa.String(32), index=True),
+    sa.Column("admitted_at", sa.DateTime(timezone=True)),
+    sa.Column("admit_seq", sa.Integer, index=True),
     sa.Column("options_json", sa.Text, nullable=False, default="{}"),
     sa.Column("error_code", sa.String(64)),
     sa.Column("error_message", sa.Text),
@@ -98,6 +104,8 @@ class JobRecord:
     stage_times: dict[str, str]
     created_at: datetime
     updated_at: datetime
+    admitted_at: datetime | None = None
+    batch_id: str | None = None
     done: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -152,7 +160,9 @@ class JobStore:
         input_sha256: str,
         options: dict[str, Any],
         audio_s: float = 0.0,
+        envelope: bytes | None = None,
         idempotency: tuple[str, str] | None = None,
+        batch_id: str | None = None,
     ) -> str:
         """Insert a queued job and return its id.
 
@@ -175,6 +185,11 @@ class JobStore:
                     )
                 self._insert_job(
                     conn, job_id, tenant, filename, input_uri, input_sha256, options, now, audio_s
+                )
+                conn.execute(
+                    jobs.update()
+                    .where(jobs.c.job_id == job_id)
+                    .values(envelope=envelope, batch_id=batch_id)
                 )
                 conn.execute(
                     usage_records.insert().values(
@@ -267,6 +282,16 @@ class JobStore:
             sa.select(sa.func.count())
             .select_from(jobs)
             .where(jobs.c.tenant == tenant, jobs.c.state.not_in(list(TERMINAL)))
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def waiting(self, tenant: str) -> int:
+        """The tenant's jobs still waiting for admission into the pipeline."""
+        q = (
+            sa.select(sa.func.count())
+            .select_from(jobs)
+            .where(jobs.c.tenant == tenant, jobs.c.state == "queued", jobs.c.admitted_at.is_(None))
         )
         with self.engine.connect() as conn:
             return int(conn.execute(q).scalar_one())
@@ -466,4 +491,6 @@ def _record(row: Any) -> JobRecord:
         stage_times=json.loads(row["stage_times_json"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        admitted_at=row["admitted_at"],
+        batch_id=row["batch_id"],
     )

@@ -67,6 +67,14 @@ class Settings(BaseSettings):
         " `mixpilot keys create`); none: one open tenant, `local` (a single user's machine only)",
     )
 
+    # Admission (gateway/admission.py).
+    admission_window: int = Field(
+        32,
+        ge=1,
+        description="jobs in the pipeline at once, all tenants together; more wait at the"
+        " gateway and are let in fairly (the tenant with the fewest in the pipeline first)",
+    )
+
     # Webhooks (gateway/webhooks.py).
     webhook_max_attempts: int = Field(8, ge=1, le=50, description="tries of one delivery")
     webhook_backoff_s: float = Field(

@@ -210,9 +210,10 @@ def test_cancel_then_delete_removes_the_job_and_unshared_blobs(world: dict[str, 
     assert finished["state"] == "done"
 
 
-def _bare(tmp_path: Path, plan: Plan | None = None) -> tuple[TestClient, Gateway]:
+def _bare(tmp_path: Path, plan: Plan | None = None, **overrides: Any) -> tuple[TestClient, Gateway]:
     """The API with no stage workers (jobs stay queued) and one tenant, on ``plan``."""
     settings = load_settings(
+        **overrides,
         database_url=f"sqlite:///{tmp_path / 'jobs.sqlite3'}",
         blob_url=f"file://{tmp_path / 'b'}",
         cache_dir=tmp_path / "cache",
@@ -258,17 +259,23 @@ def test_cancel_a_queued_job(tmp_path: Path) -> None:
     assert client.delete(f"/v1/jobs/{job_id}").status_code == 204
 
 
-def test_concurrent_jobs_limit_is_429_until_one_finishes(tmp_path: Path, tight_plans: None) -> None:
-    client, _ = _bare(tmp_path, Plan("one-at-a-time", 1, 100.0, 50.0, 600.0, 1000))
+def test_jobs_over_the_plans_concurrency_wait_and_the_queue_is_bounded(
+    tmp_path: Path, tight_plans: None
+) -> None:
+    client, gw = _bare(tmp_path, Plan("one-at-a-time", 1, 100.0, 50.0, 600.0, 1000, 1))
     first = _submit(client, _flac(2.0))
-    assert first.status_code == 202
+    assert first.status_code == 202 and first.json()["admitted"]  # straight in
     second = _submit(client, _flac(2.0))
-    assert second.status_code == 429
-    error = second.json()["error"]
+    assert second.status_code == 202 and not second.json()["admitted"]  # waits its turn
+    third = _submit(client, _flac(2.0))
+    assert third.status_code == 429
+    error = third.json()["error"]
     assert error["code"] == "quota_exceeded"
-    assert error["limit"] == {"name": "concurrent_jobs", "limit": 1, "used": 1}
-    assert "one-at-a-time plan allows 1" in error["message"]
+    assert error["limit"] == {"name": "queued_jobs", "limit": 1, "used": 1}
+    assert "one-at-a-time plan lets 1 wait" in error["message"]
     client.post(f"/v1/jobs/{first.json()['job_id']}/cancel")
+    assert gw.admission.pump() == 1  # the place freed goes to the waiting job
+    assert client.get(f"/v1/jobs/{second.json()['job_id']}").json()["admitted"]
     assert _submit(client, _flac(2.0)).status_code == 202
 
 
@@ -507,3 +514,58 @@ def test_a_chunked_upload_over_the_limit_is_cut_off_while_streaming(
     assert b"refused while it was arriving" in answer
     print("chunks sent before the 413:", sent)
     assert sent < 40, f"{sent} chunks of 64 KiB went out before the refusal (limit: 8)"
+
+
+def _finish(gw: Gateway, job_id: str) -> None:
+    """What the renderer's ``done`` event does to a job (no stages run here)."""
+    from mixpilot.v1 import mixpilot_pb2 as pb
+
+    event = pb.JobEvent(
+        event_id=f"{job_id}:done", job_id=job_id, state=pb.JOB_STATE_DONE, progress=1.0
+    )
+    event.at.GetCurrentTime()
+    assert gw.store.apply_event(event)
+
+
+def _served_ahead_of_a_single_job(tmp_path: Path, batch: int) -> int:
+    """Tenant A queues ``batch`` jobs, then B one; jobs finish one at a time, oldest first.
+    Returns how many of A's jobs entered the pipeline after B's was submitted and before it."""
+    client, gw = _bare(tmp_path, admission_window=4)
+    b_key = gw.accounts.create_key("subscriber", plan="standard")[0]
+    b = TestClient(client.app, headers={"Authorization": f"Bearer {b_key}"})
+    song = _flac(1.5)
+    for _ in range(batch):
+        assert _submit(client, song).status_code == 202
+    single = _submit(b, song).json()["job_id"]
+    ahead = 0
+    for _ in range(batch + 1):
+        if (
+            client.get("/v1/jobs", params={"limit": 1}).status_code
+            and b.get(f"/v1/jobs/{single}").json()["admitted"]
+        ):
+            break
+        running = [
+            j
+            for j in client.get("/v1/jobs", params={"limit": 200}).json()["items"]
+            if j["admitted"] and not j["done"]
+        ]
+        _finish(gw, min(running, key=lambda j: j["created_at"])["job_id"])
+        before = sum(
+            j["admitted"] for j in client.get("/v1/jobs", params={"limit": 200}).json()["items"]
+        )
+        gw.admission.pump()
+        after = sum(
+            j["admitted"] for j in client.get("/v1/jobs", params={"limit": 200}).json()["items"]
+        )
+        ahead += after - before
+    assert b.get(f"/v1/jobs/{single}").json()["admitted"]
+    return ahead
+
+
+def test_a_labels_batch_does_not_starve_a_subscribers_song(tmp_path: Path) -> None:
+    """Fair admission: with 4 places in the pipeline taken by a label's queued batch, a
+    subscriber's single job takes the next place that frees; the jobs served ahead of it do
+    not grow with the batch (a FIFO queue would serve the whole batch first)."""
+    small = _served_ahead_of_a_single_job(tmp_path / "small", 10)
+    large = _served_ahead_of_a_single_job(tmp_path / "large", 40)
+    assert small == large == 0, (small, large)
