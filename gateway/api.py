@@ -8,7 +8,9 @@ exist (404), so nothing tells one tenant what another has."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import logging
 import re
@@ -37,7 +39,7 @@ from gateway.store import JobRecord, JobStore
 from gateway.webhooks import EVENT_TYPES, WebhookStore
 from mixpilot.v1 import mixpilot_pb2 as pb
 from services.common import bus as busmod
-from services.common.audio_io import validate_audio_file
+from services.common.audio_io import AudioInfo, validate_audio_file
 from services.common.blobstore import BlobStore
 from services.common.errors import (
     ConflictError,
@@ -308,6 +310,26 @@ def month_bounds(month: str | None) -> tuple[datetime, datetime]:
     return start, end
 
 
+def _accept_upload(
+    gw: Gateway, tenant: str, plan: Plan, upload: UploadFile
+) -> tuple[Any, AudioInfo, float]:
+    """Save an upload (bounded by the plan), validate it as audio, check the month's minutes
+    and store it: (stored blob, audio info, seconds)."""
+    settings = gw.settings
+    max_duration_s = min(settings.max_duration_s, plan.max_duration_s)
+    with tempfile.TemporaryDirectory(prefix="mixpilot-upload-") as tmp:
+        try:
+            path = _save_upload(upload, upload_limit_bytes(settings, plan), Path(tmp))
+            info = validate_audio_file(path, max_duration_s=max_duration_s)
+            audio_s = info.frames / info.sample_rate
+            _check_monthly_minutes(gw, tenant, plan, audio_s)
+        except MixPilotError as exc:
+            REJECTED.labels(reason=exc.code).inc()
+            raise
+        stored = gw.blobs.put_file(path, suffix="." + info.format.lower()[:5])
+    return stored, info, audio_s
+
+
 def _enqueue_job(
     gw: Gateway,
     job_id: str,
@@ -362,6 +384,77 @@ def _enqueue_job(
     return created
 
 
+def _job_options(
+    settings: Settings, target_lufs: float | None, genre: str | None, intensity_pct: float
+) -> dict[str, Any]:
+    target = settings.target_lufs if target_lufs is None else target_lufs
+    if not -40.0 <= target <= -5.0:
+        raise InvalidParameterError("target_lufs must be between -40 and -5 LUFS")
+    if genre and genre not in GENRES:
+        raise InvalidParameterError(f"genre must be one of {', '.join(GENRES)}")
+    return {
+        "target_lufs": target,
+        "true_peak_ceiling_dbtp": settings.true_peak_ceiling_dbtp,
+        "genre": genre or None,
+        "intensity_pct": intensity_pct,
+    }
+
+
+def _batch_json(gw: Gateway, tenant: str, batch_id: str) -> dict[str, Any]:
+    batch = gw.store.batch(batch_id)
+    if batch is None or batch["tenant"] != tenant:
+        raise NotFoundError(f"no batch {batch_id}")
+    counts = batch["counts"]
+    finished = sum(n for state, n in counts.items() if state in TERMINAL)
+    base = f"/v1/batches/{batch_id}"
+    return {
+        "batch_id": batch_id,
+        "name": batch["name"],
+        "created_at": batch["created_at"].isoformat(),
+        "total": batch["total"],
+        "counts": counts,
+        "done": finished == batch["total"],
+        "progress": round(batch["progress"], 3),
+        "links": {
+            "self": base,
+            "manifest": f"{base}/manifest",
+            "csv": f"{base}/manifest?format=csv",
+        },
+    }
+
+
+_MANIFEST_FIELDS = ("job_id", "filename", "state", "error_code", "error_message")
+
+
+def _manifest_row(job: JobRecord) -> dict[str, Any]:
+    base = f"/v1/jobs/{job.job_id}"
+    return {
+        "job_id": job.job_id,
+        "filename": job.filename,
+        "state": job.state,
+        "error_code": (job.error or {}).get("code", ""),
+        "error_message": (job.error or {}).get("message", ""),
+        "report": f"{base}/report" if job.state == "done" else "",
+        "archive": f"{base}/archive" if job.state == "done" else "",
+        "versions": {
+            name: {"url": f"{base}/outputs/{name}", "loudness_lufs": o["loudness_lufs"]}
+            for name, o in job.outputs.items()
+        },
+    }
+
+
+def _manifest_csv(rows: list[dict[str, Any]]) -> str:
+    """The manifest as CSV: one line per file, one URL column per version."""
+    versions = sorted({v for r in rows for v in r["versions"]})
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([*_MANIFEST_FIELDS, "report", "archive", *(f"url_{v}" for v in versions)])
+    for r in rows:
+        links = [r["versions"].get(v, {}).get("url", "") for v in versions]
+        writer.writerow([*(r[f] for f in _MANIFEST_FIELDS), r["report"], r["archive"], *links])
+    return out.getvalue()
+
+
 def _check_queue(gw: Gateway, tenant: str, plan: Plan) -> None:
     waiting = gw.store.waiting(tenant)
     if waiting >= plan.max_queued_jobs:
@@ -414,7 +507,8 @@ class PreferenceIn(BaseModel):
 class WebhookIn(BaseModel):
     url: str = Field(description="https:// endpoint that receives POSTed JSON events")
     events: list[str] = Field(
-        default_factory=lambda: list(EVENT_TYPES), description="job.done and/or job.failed"
+        default_factory=lambda: list(EVENT_TYPES),
+        description="any of job.done, job.failed, batch.done",
     )
     description: str = Field("", max_length=256)
 
@@ -493,33 +587,11 @@ def create_app(gateway: Gateway) -> FastAPI:
             ),
         ] = None,
     ) -> dict[str, Any]:
-        settings = gw.settings
-        target = settings.target_lufs if target_lufs is None else target_lufs
-        if not -40.0 <= target <= -5.0:
-            raise InvalidParameterError("target_lufs must be between -40 and -5 LUFS")
-        if genre and genre not in GENRES:
-            raise InvalidParameterError(f"genre must be one of {', '.join(GENRES)}")
+        options = _job_options(gw.settings, target_lufs, genre, intensity_pct)
         filename = safe_filename(file.filename)
         _check_queue(gw, tenant, plan)
-        max_duration_s = min(settings.max_duration_s, plan.max_duration_s)
-        with tempfile.TemporaryDirectory(prefix="mixpilot-upload-") as tmp:
-            try:
-                path = _save_upload(file, upload_limit_bytes(settings, plan), Path(tmp))
-                info = validate_audio_file(path, max_duration_s=max_duration_s)
-                sr = info.sample_rate
-                audio_s = info.frames / sr
-                _check_monthly_minutes(gw, tenant, plan, audio_s)
-            except MixPilotError as exc:
-                REJECTED.labels(reason=exc.code).inc()
-                raise
-            stored = gw.blobs.put_file(path, suffix="." + info.format.lower()[:5])
+        stored, info, audio_s = _accept_upload(gw, tenant, plan, file)
         job_id = new_job_id()
-        options = {
-            "target_lufs": target,
-            "true_peak_ceiling_dbtp": settings.true_peak_ceiling_dbtp,
-            "genre": genre,
-            "intensity_pct": intensity_pct,
-        }
         idempotency = None
         if idempotency_key:
             request_id = json.dumps([stored.sha256, options], sort_keys=True)
@@ -532,6 +604,74 @@ def create_app(gateway: Gateway) -> FastAPI:
             return _job_json(_job_or_404(gw, created, tenant))
         gw.admission.pump()  # let it in now if there is room
         return _job_json(_job_or_404(gw, job_id, tenant))
+
+    @app.post("/v1/batches", status_code=202)
+    def create_batch(
+        gw: GatewayDep,
+        tenant: TenantDep,
+        plan: PlanDep,
+        files: Annotated[list[UploadFile], File(description="the songs, one part each")],
+        name: Annotated[str, Form(max_length=256)] = "",
+        target_lufs: Annotated[float | None, Form()] = None,
+        genre: Annotated[str | None, Form()] = None,
+        intensity_pct: Annotated[float, Form(ge=0.0, le=100.0)] = 100.0,
+    ) -> dict[str, Any]:
+        """A batch of songs with the same options (a label's delivery). Every file becomes a
+        job; a file that is not usable audio, or over a limit, becomes a ``failed`` item with
+        its reason instead of failing the batch. Jobs are admitted fairly with other tenants'."""
+        options = _job_options(gw.settings, target_lufs, genre, intensity_pct)
+        waiting = gw.store.waiting(tenant)
+        if waiting + len(files) > plan.max_queued_jobs:
+            raise QuotaExceededError(
+                f"{len(files)} files would make {waiting + len(files)} jobs wait, the "
+                f"{plan.name} plan lets {plan.max_queued_jobs} wait: send fewer",
+                limit={"name": "queued_jobs", "limit": plan.max_queued_jobs, "used": waiting},
+            )
+        batch_id = new_job_id()[:24]
+        gw.store.create_batch(batch_id, tenant, name, len(files))
+        for upload in files:
+            job_id = new_job_id()
+            filename = safe_filename(upload.filename)
+            try:
+                stored, info, audio_s = _accept_upload(gw, tenant, plan, upload)
+            except MixPilotError as exc:
+                gw.store.fail_new_job(job_id, tenant, filename, batch_id, exc.code, exc.message)
+                continue
+            _enqueue_job(
+                gw, job_id, tenant, filename, stored, info, options, audio_s, batch_id=batch_id
+            )
+        gw.store.check_batch_done(batch_id)  # every file may have failed
+        gw.admission.pump()
+        return _batch_json(gw, tenant, batch_id)
+
+    @app.get("/v1/batches")
+    def list_batches(
+        gw: GatewayDep, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    ) -> dict[str, Any]:
+        return {"items": [_batch_json(gw, tenant, b) for b in gw.store.list_batches(tenant, limit)]}
+
+    @app.get("/v1/batches/{batch_id}")
+    def get_batch(gw: GatewayDep, tenant: TenantDep, batch_id: str) -> dict[str, Any]:
+        """The batch with its jobs counted per state."""
+        return _batch_json(gw, tenant, batch_id)
+
+    @app.get("/v1/batches/{batch_id}/manifest", response_model=None)
+    def batch_manifest(
+        gw: GatewayDep,
+        tenant: TenantDep,
+        batch_id: str,
+        format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
+    ) -> Response | dict[str, Any]:
+        """One row per file: its job, state, error and the download link of each version."""
+        batch = _batch_json(gw, tenant, batch_id)
+        rows = [_manifest_row(job) for job in gw.store.batch_jobs(batch_id)]
+        if format == "json":
+            return {"batch": batch, "items": rows}
+        return Response(
+            _manifest_csv(rows),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="batch-{batch_id}.csv"'},
+        )
 
     @app.post("/v1/webhooks", status_code=201)
     def create_webhook(gw: GatewayDep, tenant: TenantDep, body: WebhookIn) -> dict[str, Any]:

@@ -74,6 +74,16 @@ idempotency_keys = sa.Table(
 )
 
 
+batches = sa.Table(
+    "batches",
+    metadata,
+    sa.Column("batch_id", sa.String(32), primary_key=True),
+    sa.Column("tenant", sa.String(128), nullable=False, index=True),
+    sa.Column("name", sa.String(256), nullable=False, default=""),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
 #: The metering ledger: one row per accepted job, kept when the job is deleted (a bill must not
 #: shrink because its jobs were cleaned up).
 usage_records = sa.Table(
@@ -276,6 +286,107 @@ class JobStore:
         last = records[-1] if more and records else None
         return records, None if last is None else _encode_cursor(last.created_at, last.job_id)
 
+    # -- batches ---------------------------------------------------------------------------
+
+    def create_batch(self, batch_id: str, tenant: str, name: str, total: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                batches.insert().values(
+                    batch_id=batch_id,
+                    tenant=tenant,
+                    name=name,
+                    total=total,
+                    created_at=datetime.now(UTC),
+                )
+            )
+
+    def fail_new_job(
+        self, job_id: str, tenant: str, filename: str, batch_id: str, code: str, message: str
+    ) -> None:
+        """Record a batch item that could not become a job (bad audio, a limit): ``failed``
+        from the start, with the reason, so the batch's manifest accounts for every file."""
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            self._insert_job(conn, job_id, tenant, filename, "", "", {}, now, 0.0)
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.job_id == job_id)
+                .values(
+                    state="failed",
+                    progress=1.0,
+                    batch_id=batch_id,
+                    error_code=code,
+                    error_message=message,
+                    error_stage="gateway",
+                    stage_times_json=json.dumps({"failed": now.isoformat()}),
+                )
+            )
+
+    def batch(self, batch_id: str) -> dict[str, Any] | None:
+        """The batch's row with its jobs' counts per state and mean progress."""
+        with self.engine.connect() as conn:
+            row = conn.execute(batches.select().where(batches.c.batch_id == batch_id)).first()
+            if row is None:
+                return None
+            counts: dict[str, int] = dict(
+                conn.execute(
+                    sa.select(jobs.c.state, sa.func.count())
+                    .where(jobs.c.batch_id == batch_id)
+                    .group_by(jobs.c.state)
+                ).all()
+            )
+            progress = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.avg(jobs.c.progress), 0.0)).where(
+                    jobs.c.batch_id == batch_id
+                )
+            ).scalar_one()
+        return {**row._mapping, "counts": counts, "progress": float(progress)}
+
+    def batch_jobs(self, batch_id: str) -> list[JobRecord]:
+        q = (
+            jobs.select()
+            .where(jobs.c.batch_id == batch_id)
+            .order_by(jobs.c.created_at, jobs.c.job_id)
+        )
+        with self.engine.connect() as conn:
+            return [_record(r) for r in conn.execute(q).mappings()]
+
+    def list_batches(self, tenant: str, limit: int = 50) -> list[str]:
+        q = (
+            sa.select(batches.c.batch_id)
+            .where(batches.c.tenant == tenant)
+            .order_by(batches.c.created_at.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [str(r) for (r,) in conn.execute(q)]
+
+    def check_batch_done(self, batch_id: str) -> None:
+        with self.engine.begin() as conn:
+            self._batch_done_in(conn, batch_id)
+
+    @staticmethod
+    def _batch_done_in(conn: sa.Connection, batch_id: str) -> None:
+        """Owe ``batch.done`` when every file of the batch is a finished job."""
+        row = conn.execute(batches.select().where(batches.c.batch_id == batch_id)).first()
+        if row is None:
+            return
+        counts: dict[str, int] = dict(
+            conn.execute(
+                sa.select(jobs.c.state, sa.func.count())
+                .where(jobs.c.batch_id == batch_id)
+                .group_by(jobs.c.state)
+            ).all()
+        )
+        finished = sum(n for state, n in counts.items() if state in TERMINAL)
+        if sum(counts.values()) == row.total and finished == row.total:
+            data = {
+                "batch_id": batch_id,
+                "counts": counts,
+                "links": {"batch": f"/v1/batches/{batch_id}"},
+            }
+            webhooks.enqueue(conn, row.tenant, "batch.done", f"{batch_id}:done", data)
+
     def in_flight(self, tenant: str) -> int:
         """The tenant's jobs that are neither done nor failed."""
         q = (
@@ -425,6 +536,8 @@ class JobStore:
                     webhooks.enqueue(
                         conn, row["tenant"], f"job.{state}", f"{event.job_id}:{state}", data
                     )
+                    if row["batch_id"]:
+                        self._batch_done_in(conn, row["batch_id"])
                 return True
         except IntegrityError:
             return False  # this event id was applied before: a redelivery

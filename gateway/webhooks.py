@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 metadata = sa.MetaData()
 
-EVENT_TYPES = ("job.done", "job.failed")
+EVENT_TYPES = ("job.done", "job.failed", "batch.done")
 
 webhooks = sa.Table(
     "webhooks",

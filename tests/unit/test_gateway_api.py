@@ -569,3 +569,45 @@ def test_a_labels_batch_does_not_starve_a_subscribers_song(tmp_path: Path) -> No
     small = _served_ahead_of_a_single_job(tmp_path / "small", 10)
     large = _served_ahead_of_a_single_job(tmp_path / "large", 40)
     assert small == large == 0, (small, large)
+
+
+def test_a_batch_runs_every_file_and_reports_each_in_its_manifest(world: dict[str, Any]) -> None:
+    """Three songs and one bad file in one batch: three jobs are done, the bad file is a
+    failed item with its reason, the manifest (JSON and CSV) lists all four with links, and
+    another tenant cannot see the batch."""
+    import csv
+
+    a, b = world["a"], world["b"]
+    files = [("files", (f"track {i}.flac", world["song"])) for i in range(3)]
+    files.append(("files", ("liner notes.txt", b"not audio" * 200)))
+    resp = a.post("/v1/batches", files=files, data={"name": "EP", "target_lufs": "-16"})
+    assert resp.status_code == 202, resp.text
+    batch = resp.json()
+    assert (batch["total"], batch["name"]) == (4, "EP")
+    assert batch["counts"].get("failed") == 1
+    deadline = time.monotonic() + 180
+    while not batch["done"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+        batch = a.get(f"/v1/batches/{batch['batch_id']}").json()
+    assert batch["done"] and batch["counts"] == {"done": 3, "failed": 1}, batch
+    manifest = a.get(batch["links"]["manifest"]).json()["items"]
+    assert [m["filename"] for m in manifest] == [
+        "track 0.flac",
+        "track 1.flac",
+        "track 2.flac",
+        "liner notes.txt",
+    ]
+    bad = manifest[3]
+    assert (bad["state"], bad["error_code"]) == ("failed", "unsupported_format")
+    for item in manifest[:3]:
+        assert item["state"] == "done"
+        url = item["versions"]["strategy"]["url"]
+        assert a.get(url).status_code == 200
+        job = a.get(f"/v1/jobs/{item['job_id']}").json()
+        assert job["batch_id"] == batch["batch_id"] and job["options"]["target_lufs"] == -16
+    rows = list(csv.DictReader(io.StringIO(a.get(batch["links"]["csv"]).text)))
+    assert [r["filename"] for r in rows] == [m["filename"] for m in manifest]
+    assert rows[0]["url_strategy"].endswith("/outputs/strategy") and rows[3]["url_strategy"] == ""
+    assert b.get(f"/v1/batches/{batch['batch_id']}").status_code == 404
+    assert b.get(f"/v1/batches/{batch['batch_id']}/manifest").status_code == 404
+    assert batch["batch_id"] in [x["batch_id"] for x in a.get("/v1/batches").json()["items"]]

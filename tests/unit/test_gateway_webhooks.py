@@ -92,7 +92,8 @@ def test_a_done_job_is_delivered_signed_once(env: dict[str, Any]) -> None:
     assert created.status_code == 201, created.text
     hook = created.json()
     secret = hook["secret"]
-    assert secret.startswith("whsec_") and hook["events"] == ["job.done", "job.failed"]
+    assert secret.startswith("whsec_")
+    assert hook["events"] == ["batch.done", "job.done", "job.failed"]
     assert "secret" not in a.get("/v1/webhooks").json()["items"][0]
 
     start = len(receiver.requests)
@@ -175,3 +176,20 @@ def test_progress_streams_as_server_sent_events(env: dict[str, Any]) -> None:
     assert progress == sorted(progress) and progress[-1] == 1.0
     assert events[-1][1]["job_id"] == job_id and events[-1][1]["versions"]
     assert env["b"].get(f"/v1/jobs/{job_id}/events").status_code == 404
+
+
+def test_batch_done_is_delivered_once_when_every_file_finished(env: dict[str, Any]) -> None:
+    a: TestClient = env["a"]
+    receiver = env["receiver"]
+    hook = a.post("/v1/webhooks", json={"url": receiver.url, "events": ["batch.done"]}).json()
+    start = len(receiver.requests)
+    files = [("files", (f"t{i}.flac", env["song"])) for i in range(2)]
+    batch = a.post("/v1/batches", files=files).json()
+    _until(lambda: a.get(f"/v1/batches/{batch['batch_id']}").json()["done"], timeout_s=120)
+    _until(lambda: len(receiver.requests) > start)
+    time.sleep(1.0)
+    batch_events = [json.loads(body) for _, body in receiver.requests[start:]]
+    assert [e["type"] for e in batch_events] == ["batch.done"]  # once, and no job events
+    assert batch_events[0]["data"]["batch_id"] == batch["batch_id"]
+    assert batch_events[0]["data"]["counts"] == {"done": 2}
+    a.delete(f"/v1/webhooks/{hook['webhook_id']}")
