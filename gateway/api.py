@@ -602,7 +602,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         if created != job_id:  # the same request again: answer with the first one's job
             response.headers["Idempotent-Replayed"] = "true"
             return _job_json(_job_or_404(gw, created, tenant))
-        gw.admission.pump()  # let it in now if there is room
+        gw.admission.wake()  # let it in now if there is room
         return _job_json(_job_or_404(gw, job_id, tenant))
 
     @app.post("/v1/batches", status_code=202)
@@ -641,7 +641,7 @@ def create_app(gateway: Gateway) -> FastAPI:
                 gw, job_id, tenant, filename, stored, info, options, audio_s, batch_id=batch_id
             )
         gw.store.check_batch_done(batch_id)  # every file may have failed
-        gw.admission.pump()
+        gw.admission.wake()
         return _batch_json(gw, tenant, batch_id)
 
     @app.get("/v1/batches")

@@ -264,9 +264,13 @@ def test_jobs_over_the_plans_concurrency_wait_and_the_queue_is_bounded(
 ) -> None:
     client, gw = _bare(tmp_path, Plan("one-at-a-time", 1, 100.0, 50.0, 600.0, 1000, 1))
     first = _submit(client, _flac(2.0))
-    assert first.status_code == 202 and first.json()["admitted"]  # straight in
+    assert first.status_code == 202 and not first.json()["admitted"]  # waits for admission
+    assert gw.admission.pump() == 1  # (the serving process's thread does this at once)
+    assert client.get(f"/v1/jobs/{first.json()['job_id']}").json()["admitted"]
     second = _submit(client, _flac(2.0))
-    assert second.status_code == 202 and not second.json()["admitted"]  # waits its turn
+    assert second.status_code == 202
+    assert gw.admission.pump() == 0  # the plan lets one run: the second waits its turn
+    assert not client.get(f"/v1/jobs/{second.json()['job_id']}").json()["admitted"]
     third = _submit(client, _flac(2.0))
     assert third.status_code == 429
     error = third.json()["error"]
@@ -536,6 +540,7 @@ def _served_ahead_of_a_single_job(tmp_path: Path, batch: int) -> int:
     song = _flac(1.5)
     for _ in range(batch):
         assert _submit(client, song).status_code == 202
+    assert gw.admission.pump() == 4  # the label's batch fills the pipeline
     single = _submit(b, song).json()["job_id"]
     ahead = 0
     for _ in range(batch + 1):
