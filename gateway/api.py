@@ -825,10 +825,10 @@ def create_app(gateway: Gateway) -> FastAPI:
             raise ConflictError(f"job {job_id} is {job.state}: cancel it before deleting it")
         gw.store.delete_job(job.job_id)
         uris = [job.input_uri, job.report_uri, *(o["uri"] for o in job.outputs.values())]
-        for uri in filter(None, uris):
-            if not gw.store.blob_in_use(uri):
-                gw.blobs.delete(uri)
-        unshared = [o["sha256"] for o in job.outputs.values() if not gw.store.blob_in_use(o["uri"])]
+        unused = {uri for uri in uris if uri and not gw.store.blob_in_use(uri)}
+        for uri in unused:
+            gw.blobs.delete(uri)
+        unshared = [o["sha256"] for o in job.outputs.values() if o["uri"] in unused]
         downloads.forget(job.job_id, unshared, gw.cache_dir)
         return Response(status_code=204)
 

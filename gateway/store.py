@@ -328,13 +328,7 @@ class JobStore:
             row = conn.execute(batches.select().where(batches.c.batch_id == batch_id)).first()
             if row is None:
                 return None
-            counts: dict[str, int] = dict(
-                conn.execute(
-                    sa.select(jobs.c.state, sa.func.count())
-                    .where(jobs.c.batch_id == batch_id)
-                    .group_by(jobs.c.state)
-                ).all()
-            )
+            counts = _batch_counts(conn, batch_id)
             progress = conn.execute(
                 sa.select(sa.func.coalesce(sa.func.avg(jobs.c.progress), 0.0)).where(
                     jobs.c.batch_id == batch_id
@@ -371,13 +365,7 @@ class JobStore:
         row = conn.execute(batches.select().where(batches.c.batch_id == batch_id)).first()
         if row is None:
             return
-        counts: dict[str, int] = dict(
-            conn.execute(
-                sa.select(jobs.c.state, sa.func.count())
-                .where(jobs.c.batch_id == batch_id)
-                .group_by(jobs.c.state)
-            ).all()
-        )
+        counts = _batch_counts(conn, batch_id)
         finished = sum(n for state, n in counts.items() if state in TERMINAL)
         if sum(counts.values()) == row.total and finished == row.total:
             data = {
@@ -541,6 +529,16 @@ class JobStore:
                 return True
         except IntegrityError:
             return False  # this event id was applied before: a redelivery
+
+
+def _batch_counts(conn: sa.Connection, batch_id: str) -> dict[str, int]:
+    """A batch's jobs counted per state."""
+    rows = conn.execute(
+        sa.select(jobs.c.state, sa.func.count())
+        .where(jobs.c.batch_id == batch_id)
+        .group_by(jobs.c.state)
+    ).all()
+    return {str(state): int(n) for state, n in rows}
 
 
 def _encode_cursor(created_at: datetime, job_id: str) -> str:
