@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
-from gateway import downloads
+from gateway import downloads, renders
 from gateway.accounts import Accounts
 from gateway.admission import Admission
 from gateway.plans import PLANS, Plan, RateLimiter
@@ -52,6 +52,7 @@ from services.common.errors import (
     UnauthenticatedError,
 )
 from services.common.jobs import STATE_NAMES, TERMINAL, new_envelope, new_job_id
+from services.common.report import version_label
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class Gateway:
         self.cache_dir = Path(settings.cache_dir)
         self.webhooks = WebhookStore(store.engine, allow_private=settings.webhook_allow_private)
         self.preferences = PreferenceStore(store.engine)
+        self.renderer = renders.open_renderer(settings, blobs)
         self.admission = Admission(
             store, producer, window=settings.admission_window, plan_of=self.plan_of
         )
@@ -270,6 +272,7 @@ def _job_json(job: JobRecord) -> dict[str, Any]:
         "error": job.error,
         "versions": {
             name: {
+                "label": version_label(name),
                 "loudness_lufs": o["loudness_lufs"],
                 "true_peak_dbtp": o["true_peak_dbtp"],
                 "params": o["params"],
@@ -285,6 +288,11 @@ def _job_json(job: JobRecord) -> dict[str, Any]:
 
 
 _STATES_PATTERN = "^(" + "|".join(STATE_NAMES.values()) + ")$"
+
+
+def _version_json(job: JobRecord, name: str) -> dict[str, Any]:
+    """One version of ``job`` as :func:`_job_json` shows it, with its name and the job."""
+    return {"name": name, "job_id": job.job_id, **_job_json(job)["versions"][name]}
 
 
 def _job_or_404(gw: Gateway, job_id: str, tenant: str) -> JobRecord:
@@ -831,6 +839,52 @@ def create_app(gateway: Gateway) -> FastAPI:
         unshared = [o["sha256"] for o in job.outputs.values() if o["uri"] in unused]
         downloads.forget(job.job_id, unshared, gw.cache_dir)
         return Response(status_code=204)
+
+    @app.post(
+        "/v1/jobs/{job_id}/renders",
+        status_code=201,
+        responses={
+            200: {
+                "description": "A preview: the excerpt as 24-bit WAV (`X-MixPilot-*` headers"
+                " say where it starts, its length, loudness and true peak); or, for an edit"
+                " rendered before, that version again",
+                "content": {"audio/wav": {}},
+            },
+            201: {"description": "The edit rendered as a new version of the job"},
+        },
+    )
+    def create_render(
+        gw: GatewayDep, tenant: TenantDep, job_id: str, body: renders.RenderIn
+    ) -> Response:
+        """Render an edit of a finished job's parameters with the stored analysis: the whole
+        song as a new version (``user-1``, ``user-2``...), or with ``preview`` only an excerpt,
+        answered as audio in well under a second and stored nowhere."""
+        job = _job_or_404(gw, job_id, tenant)
+        values = renders.edited_params(job, body)
+        kind = "preview" if body.preview is not None else "full"
+        if body.preview is None and (same := renders.same_edit(job, values)) is not None:
+            return JSONResponse(_version_json(_job_or_404(gw, job_id, tenant), same))
+        report = json.loads(gw.blobs.get_bytes(job.report_uri or ""))
+        request = renders.render_request_for(job, report, values, body)
+        with renders.RENDER_SECONDS.labels(kind=kind).time():
+            answer = gw.renderer.render(request)
+        rendered = answer.job.outputs[0]
+        if body.preview is not None:
+            return Response(
+                content=answer.preview_wav,
+                media_type="audio/wav",
+                headers={
+                    "Cache-Control": "no-store",
+                    "X-MixPilot-Excerpt-Start-S": f"{answer.excerpt.start_s:.6f}",
+                    "X-MixPilot-Excerpt-Duration-S": f"{answer.excerpt.duration_s:.6f}",
+                    "X-MixPilot-Loudness-LUFS": f"{rendered.loudness_lufs:.2f}",
+                    "X-MixPilot-True-Peak-dBTP": f"{rendered.true_peak_dbtp:.2f}",
+                    "X-MixPilot-Render-S": f"{rendered.render_s:.4f}",
+                },
+            )
+        name = renders.store_version(gw.store, gw.blobs, job, rendered, body.base)
+        job = _job_or_404(gw, job_id, tenant)
+        return JSONResponse(_version_json(job, name), status_code=201)
 
     @app.get("/v1/jobs/{job_id}/report")
     def get_report(gw: GatewayDep, tenant: TenantDep, job_id: str) -> JSONResponse:

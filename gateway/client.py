@@ -193,6 +193,31 @@ class MixPilotClient:
         """Save the ZIP of every version (and the report) to ``dest``."""
         return self._save(f"/v1/jobs/{job_id}/archive", {"format": format}, dest)
 
+    def render(
+        self, job_id: str, params: dict[str, float | str], *, base: str = "strategy"
+    ) -> dict[str, Any]:
+        """Render an edit of a finished job's ``base`` version as a new version (``user-N``);
+        the answer has its ``name`` and download ``url``."""
+        body = {"base": base, "params": params}
+        return self._request("POST", f"/v1/jobs/{job_id}/renders", json=body).json()  # type: ignore[no-any-return]
+
+    def preview(
+        self,
+        job_id: str,
+        params: dict[str, float | str],
+        *,
+        base: str = "strategy",
+        start_s: float = 0.0,
+        duration_s: float = 20.0,
+    ) -> bytes:
+        """An excerpt of the edit rendered and returned as 24-bit WAV bytes (nothing stored)."""
+        body = {
+            "base": base,
+            "params": params,
+            "preview": {"start_s": start_s, "duration_s": duration_s},
+        }
+        return self._request("POST", f"/v1/jobs/{job_id}/renders", json=body).content
+
     def _save(self, path: str, params: dict[str, str], dest: str | Path) -> Path:
         target = Path(dest)
         target.parent.mkdir(parents=True, exist_ok=True)

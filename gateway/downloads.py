@@ -8,6 +8,7 @@ of it) is served from disk. The cache is disposable: delete it at any time.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -77,8 +78,10 @@ def archive(
     cache_dir: Path,
 ) -> Path:
     """A ZIP of every version in ``fmt`` plus ``report.json`` (audio stored, not deflated:
-    it does not compress)."""
-    path = Path(cache_dir) / "archives" / f"{job_id}.{fmt}.zip"
+    it does not compress). Cached under the report's digest: a version added later (a user's
+    edit) changes the report, so the next archive holds it."""
+    digest = hashlib.sha256(report).hexdigest()[:16]
+    path = Path(cache_dir) / "archives" / f"{job_id}.{digest}.{fmt}.zip"
     if path.exists():
         return path
     files = {

@@ -8,6 +8,8 @@ import base64
 import binascii
 import json
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway import webhooks
 from mixpilot.v1 import mixpilot_pb2 as pb
-from services.common.errors import ConflictError, InvalidParameterError
+from services.common.errors import ConflictError, InvalidParameterError, NotFoundError
 from services.common.jobs import STATE_NAMES, STATE_RANK, TERMINAL
 
 metadata = sa.MetaData()
@@ -422,6 +424,45 @@ class JobStore:
         event.at.GetCurrentTime()
         return self.apply_event(event)
 
+    def add_version(
+        self,
+        job_id: str,
+        prefix: str,
+        output: dict[str, Any],
+        write_report: Callable[[str, str | None], str],
+    ) -> tuple[str, str | None]:
+        """Add a version rendered later (a user's edit) to a finished job, under the next free
+        name ``<prefix>-N``. ``write_report(name, report_uri)`` stores the job's report with the
+        version in it and returns the new report's uri. The job row stays locked meanwhile, so
+        concurrent additions get distinct names and each report holds every version.
+
+        Returns the version's name and the report uri it replaced."""
+        with self._serial(), self.engine.begin() as conn:
+            row = (
+                conn.execute(jobs.select().where(jobs.c.job_id == job_id).with_for_update())
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise NotFoundError(f"no job {job_id}")
+            outputs = json.loads(row["outputs_json"])
+            n = 1
+            while f"{prefix}-{n}" in outputs:
+                n += 1
+            name = f"{prefix}-{n}"
+            report_uri = write_report(name, row["report_uri"])
+            outputs[name] = output
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.job_id == job_id)
+                .values(
+                    outputs_json=json.dumps(outputs),
+                    report_uri=report_uri,
+                    updated_at=datetime.now(UTC),
+                )
+            )
+        return name, row["report_uri"]
+
     def delete_job(self, job_id: str) -> None:
         """Forget a job: its row, its events and the idempotency keys that point at it."""
         with self.engine.begin() as conn:
@@ -453,12 +494,19 @@ class JobStore:
         with self.engine.connect() as conn:
             return int(conn.execute(q).scalar_one())
 
+    @contextmanager
+    def _serial(self) -> Iterator[None]:
+        """Writers one at a time on SQLite (PostgreSQL serialises them with row locks)."""
+        if self._lock is None:
+            yield
+            return
+        with self._lock:
+            yield
+
     def apply_event(self, event: pb.JobEvent) -> bool:
         """Apply ``event`` once. Returns False when it was a duplicate or would move the job
         backwards (it is still recorded as seen)."""
-        if self._lock is None:
-            return self._apply(event)
-        with self._lock:
+        with self._serial():
             return self._apply(event)
 
     def _apply(self, event: pb.JobEvent) -> bool:
@@ -564,16 +612,18 @@ def _moves_forward(current: str, new: str) -> bool:
 
 
 def _outputs(event: pb.JobEvent) -> dict[str, dict[str, Any]]:
+    return {o.name: output_record(o) for o in event.outputs}
+
+
+def output_record(o: pb.RenderedVersion) -> dict[str, Any]:
+    """How a job's version is kept in ``outputs_json``."""
     return {
-        o.name: {
-            "uri": o.audio.uri,
-            "sha256": o.audio.sha256,
-            "size_bytes": o.audio.size_bytes,
-            "loudness_lufs": o.loudness_lufs,
-            "true_peak_dbtp": o.true_peak_dbtp,
-            "params": dict(o.params.values),
-        }
-        for o in event.outputs
+        "uri": o.audio.uri,
+        "sha256": o.audio.sha256,
+        "size_bytes": o.audio.size_bytes,
+        "loudness_lufs": o.loudness_lufs,
+        "true_peak_dbtp": o.true_peak_dbtp,
+        "params": dict(o.params.values),
     }
 
 

@@ -1,12 +1,12 @@
 """Benchmarks reported in the README and closing notes (not timed assertions in the tests).
 
-  python scripts/bench.py mix [--duration 180] [--runs 3]
-      wall time and peak memory of `mixpilot mix` on a generated song (fresh process each run,
-      so imports and the first numba compile count, as a user would see them), and the quality
-      floor of every version it wrote.
-  python scripts/bench.py distributed [--duration 180] [--runs 3]
-      round trip submit -> done through the four services as separate processes, on a real
-      Kafka-protocol broker (Tansu) and PostgreSQL, started here on loopback.
+python scripts/bench.py mix [--duration 180] [--runs 3]
+    wall time and peak memory of `mixpilot mix` on a generated song (fresh process each run,
+    so imports and the first numba compile count, as a user would see them), and the quality
+    floor of every version it wrote.
+python scripts/bench.py distributed [--duration 180] [--runs 3]
+    round trip submit -> done through the four services as separate processes, on a real
+    Kafka-protocol broker (Tansu) and PostgreSQL, started here on loopback.
 """
 
 from __future__ import annotations
@@ -32,9 +32,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def make_song(path: Path, duration_s: float) -> None:
     subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "make_example_song.py"), "-o", str(path),
-         "--duration", str(duration_s), "--seed", "7", "--bpm", "124", "--key", "E minor"],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "make_example_song.py"),
+            "-o",
+            str(path),
+            "--duration",
+            str(duration_s),
+            "--seed",
+            "7",
+            "--bpm",
+            "124",
+            "--key",
+            "E minor",
+        ],
+        check=True,
+        capture_output=True,
     )
 
 
@@ -53,15 +66,24 @@ def bench_mix(duration_s: float, runs: int) -> dict:
         for i in range(runs):
             out = Path(tmp) / f"out{i}"
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "gateway.cli", "mix", str(song), "-o",
-                            str(out), "--quiet"], check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "gateway.cli", "mix", str(song), "-o", str(out), "--quiet"],
+                check=True,
+                capture_output=True,
+            )
             walls.append(time.perf_counter() - start)
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         report = json.loads((out / "report.json").read_text())
         versions = {name: quality(out / v["file"]) for name, v in report["versions"].items()}
-    return {"song_s": duration_s, "runs": runs, "wall_s": walls,
-            "wall_median_s": statistics.median(walls), "peak_rss_mb": round(peak_mb, 1),
-            "stage_s": report["timings"], "versions": versions}
+    return {
+        "song_s": duration_s,
+        "runs": runs,
+        "wall_s": walls,
+        "wall_median_s": statistics.median(walls),
+        "peak_rss_mb": round(peak_mb, 1),
+        "stage_s": report["timings"],
+        "versions": versions,
+    }
 
 
 def bench_distributed(duration_s: float, runs: int) -> dict:
@@ -80,8 +102,11 @@ def bench_distributed(duration_s: float, runs: int) -> dict:
                 trips, stages = [], {}
                 for _ in range(runs):
                     start = time.perf_counter()
-                    r = httpx.post(f"{c.gateway_url}/v1/jobs", timeout=120,
-                                   files={"file": ("song.wav", data, "audio/wav")})
+                    r = httpx.post(
+                        f"{c.gateway_url}/v1/jobs",
+                        timeout=120,
+                        files={"file": ("song.wav", data, "audio/wav")},
+                    )
                     r.raise_for_status()
                     job_id = r.json()["job_id"]
                     while True:
@@ -95,8 +120,13 @@ def bench_distributed(duration_s: float, runs: int) -> dict:
         finally:
             pg.stop()
             broker.stop()
-    return {"song_s": duration_s, "runs": runs, "round_trip_s": trips,
-            "round_trip_median_s": statistics.median(trips), "stage_s": stages}
+    return {
+        "song_s": duration_s,
+        "runs": runs,
+        "round_trip_s": trips,
+        "round_trip_median_s": statistics.median(trips),
+        "stage_s": stages,
+    }
 
 
 def main() -> int:

@@ -18,7 +18,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from subprocess import Popen
 
 import httpx
 import numpy as np
@@ -77,6 +80,37 @@ def load(
     return result
 
 
+@contextmanager
+def serve(tmp: Path, *, tenants: int = 1) -> Iterator[tuple[Popen[bytes], str, list[str]]]:
+    """`mixpilot serve` as its own process on a free port, with ``tenants`` tenants on the
+    label plan: (process, base URL, their API keys); stopped on exit."""
+    db = f"sqlite:///{tmp / 'jobs.sqlite3'}"
+    keys = [create_api_key(db, f"tenant-{i:02d}") for i in range(tenants)]
+    port = free_port()
+    env = {
+        **os.environ,
+        "MIXPILOT_GATEWAY_PORT": str(port),
+        "MIXPILOT_DATABASE_URL": db,
+        "MIXPILOT_BLOB_URL": f"file://{tmp / 'blobs'}",
+        "MIXPILOT_CACHE_DIR": str(tmp / "cache"),
+        "MIXPILOT_LOG_LEVEL": "WARNING",
+    }
+    proc = start_process(
+        [sys.executable, "-m", "gateway.cli", "serve"], env=env, log_path=tmp / "serve.log"
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200,
+            timeout_s=120,
+            what="mixpilot serve",
+            ignore=(httpx.HTTPError,),
+        )
+        yield proc, base, keys
+    finally:
+        stop_process(proc)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -86,28 +120,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp_name:
         tmp = Path(tmp_name)
-        db = f"sqlite:///{tmp / 'jobs.sqlite3'}"
-        keys = [create_api_key(db, f"tenant-{i:02d}") for i in range(16)]
-        port = free_port()
-        env = {
-            **os.environ,
-            "MIXPILOT_GATEWAY_PORT": str(port),
-            "MIXPILOT_DATABASE_URL": db,
-            "MIXPILOT_BLOB_URL": f"file://{tmp / 'blobs'}",
-            "MIXPILOT_CACHE_DIR": str(tmp / "cache"),
-            "MIXPILOT_LOG_LEVEL": "WARNING",
-        }
-        proc = start_process(
-            [sys.executable, "-m", "gateway.cli", "serve"], env=env, log_path=tmp / "serve.log"
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_until(
-                lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200,
-                timeout_s=120,
-                what="mixpilot serve",
-                ignore=(httpx.HTTPError,),
-            )
+        with serve(tmp, tenants=16) as (proc, base, keys):
             clients = [
                 httpx.Client(base_url=base, headers={"Authorization": f"Bearer {k}"}, timeout=60)
                 for k in keys
@@ -169,8 +182,6 @@ def main() -> None:
                 print(
                     f"| {name} | {res['per_s']:.0f}/s | {res['p50_ms']:.1f} | {res['p99_ms']:.1f} |"
                 )
-        finally:
-            stop_process(proc)
 
 
 if __name__ == "__main__":

@@ -7,13 +7,15 @@ bash scripts/install.sh --test || exit 1
 echo "== ruff"
 .venv/bin/ruff check . || exit 1
 .venv/bin/ruff format --check services/common || exit 1
-echo "== mypy services/common services/analyzer services/predictor/*.py gateway"
+echo "== mypy services/common services/analyzer services/predictor/*.py gateway services/renderer (service side)"
 .venv/bin/mypy services/common || exit 1
 # The analyzer's own modules; what they import (songgen, renderer) is not checked yet.
 .venv/bin/mypy --follow-imports=silent services/analyzer || exit 1
 # The predictor's own modules (inference, Triton client/repository/server); not songgen/training.
 .venv/bin/mypy --follow-imports=silent services/predictor/*.py || exit 1
 .venv/bin/mypy --follow-imports=silent gateway || exit 1
+# The renderer's service side (stage, previews, input cache, gRPC); the DSP modules not yet.
+.venv/bin/mypy --follow-imports=silent services/renderer/{stage,preview,inputs,server,service}.py || exit 1
 echo "== pytest"
 .venv/bin/python -m pytest -ra --durations=15 "$@"
 rc=$?

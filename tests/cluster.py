@@ -136,6 +136,8 @@ def running_cluster(
         "MIXPILOT_ANALYZER_PORT": str(ports["analyzer"]),
         "MIXPILOT_PREDICTOR_PORT": str(ports["predictor"]),
         "MIXPILOT_RENDERER_PORT": str(ports["renderer"]),
+        # Re-renders and previews go from the gateway to the renderer over gRPC.
+        "MIXPILOT_RENDERER_URL": f"127.0.0.1:{ports['renderer']}",
         "MIXPILOT_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "MIXPILOT_MAX_ATTEMPTS": "2",
         "MIXPILOT_RETRY_BACKOFF_S": "0.1",

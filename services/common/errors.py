@@ -121,6 +121,15 @@ class ModelUnavailableError(MixPilotError):
     retriable = True
 
 
+class ServiceUnavailableError(MixPilotError):
+    """A service this request needs (the renderer, for a re-render) did not answer in time."""
+
+    code = "unavailable"
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+    retriable = True
+
+
 class ModelMismatchError(MixPilotError):
     """A served model does not take what this code sends (another shape or version): the
     model repository must be regenerated from this code's weights; retrying cannot help."""
@@ -134,3 +143,19 @@ class ConfigurationError(MixPilotError):
     """Settings are missing or unsafe: raised at start-up, never mid-job."""
 
     code = "configuration"
+
+
+def _subclasses(cls: type[MixPilotError]) -> list[type[MixPilotError]]:
+    return [c for sub in cls.__subclasses__() for c in (sub, *_subclasses(sub))]
+
+
+def error_from_details(details: str | None) -> MixPilotError | None:
+    """The typed error a MixPilot gRPC server sent (``"code: message"``, see
+    :func:`services.common.grpc_server.map_errors`), or None if ``details`` is not one."""
+    code, sep, message = (details or "").partition(": ")
+    if not sep:
+        return None
+    for cls in _subclasses(MixPilotError):
+        if cls.code == code and cls not in (QuotaExceededError, RateLimitedError):
+            return cls(message)
+    return None

@@ -27,6 +27,27 @@ def version_file(name: str, ext: str = "wav") -> str:
     return f"{name}.{ext}"
 
 
+def version_label(name: str) -> str:
+    """What a listener is shown for a version (user edits are ``user-1``, ``user-2``...)."""
+    if name.startswith("user-") and name[5:].isdigit():
+        return f"{VERSION_LABELS['user']} {name[5:]}"
+    return VERSION_LABELS.get(name, name)
+
+
+def version_entry(out: pb.RenderedVersion) -> dict[str, Any]:
+    """One version's entry under ``versions`` (without the model block of AI versions)."""
+    return {
+        "label": version_label(out.name),
+        "file": version_file(out.name),
+        "sha256": out.audio.sha256,
+        "params": {k: round(out.params.values[k], 4) for k in BY_NAME if k in out.params.values},
+        "source": out.params.source,
+        "loudness_lufs": round(out.loudness_lufs, 2),
+        "true_peak_dbtp": round(out.true_peak_dbtp, 2),
+        "render_s": round(out.render_s, 4),
+    }
+
+
 def model_block(params: pb.MixParams, strategy: Mapping[str, float]) -> dict[str, Any]:
     """Per parameter the model predicts: its raw value, the refined value rendered, the
     strategy's value, and what the refinement did (``null``: kept as predicted)."""
@@ -54,18 +75,7 @@ def build_report(job: pb.JobEnvelope) -> dict[str, Any]:
     predicted = {p.version: p for p in job.predictions}
     strategy = predicted["strategy"].values if "strategy" in predicted else {}
     for out in job.outputs:
-        versions[out.name] = {
-            "label": VERSION_LABELS.get(out.name, out.name),
-            "file": version_file(out.name),
-            "sha256": out.audio.sha256,
-            "params": {
-                k: round(out.params.values[k], 4) for k in BY_NAME if k in out.params.values
-            },
-            "source": out.params.source,
-            "loudness_lufs": round(out.loudness_lufs, 2),
-            "true_peak_dbtp": round(out.true_peak_dbtp, 2),
-            "render_s": round(out.render_s, 4),
-        }
+        versions[out.name] = version_entry(out)
         source = predicted.get(out.name)
         if source is not None and source.raw:
             versions[out.name]["model"] = model_block(source, strategy)

@@ -94,6 +94,22 @@ class Settings(BaseSettings):
     render_workers: int = Field(
         0, ge=0, le=64, description="versions of a job rendered at once; 0 = the CPUs available"
     )
+    render_cache_mb: float = Field(
+        512.0,
+        ge=0,
+        description="the renderer's cache of decoded songs for re-renders and previews (a"
+        " listener moving a slider re-renders one song many times); 0 = no cache",
+    )
+
+    # Re-renders from the gateway (POST /v1/jobs/{id}/renders).
+    renderer_url: str | None = Field(
+        None,
+        description="host:port of the renderer's gRPC endpoint that the gateway sends re-renders"
+        " and previews to; unset = render them in the gateway's own process",
+    )
+    rerender_timeout_s: float = Field(
+        120.0, gt=0, description="deadline of one re-render or preview call to the renderer"
+    )
 
     # Delivery.
     max_attempts: int = Field(3, ge=1, le=20, description="tries before a message goes to the DLQ")
@@ -130,6 +146,10 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def render_cache_bytes(self) -> int:
+        return int(self.render_cache_mb * 1024 * 1024)
 
     @property
     def predictor_jobs_at_once(self) -> int:

@@ -361,6 +361,36 @@ def master(
     return _with_rounds(best, len(rendered))
 
 
+def limit_at(
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    gain_db: float,
+    release_ms: float,
+    ceiling_dbtp: float = -1.0,
+    lookahead_ms: float = 5.0,
+) -> tuple[np.ndarray, float]:
+    """``audio`` times ``gain_db`` through the true-peak limiter at ``release_ms``: what
+    :func:`master` does once it has chosen them. A preview applies the gain and release its
+    full render would choose (:mod:`services.renderer.preview`).
+
+    Returns
+    -------
+    audio : np.ndarray, shape (channels, frames), float32
+    true_peak_dbtp : float
+        ``<= ceiling_dbtp``.
+    """
+    x = checked_audio(audio)
+    sr = check_sample_rate(sample_rate)
+    limiter = TruePeakLimiter(
+        ceiling_dbtp=ceiling_dbtp, lookahead_ms=lookahead_ms, release_ms=release_ms
+    )
+    if x.shape[1] == 0:
+        return np.zeros(x.shape, dtype=np.float32), -math.inf
+    y, peak = limiter._limit(x, sr, gain=10.0 ** (gain_db / 20.0))
+    return y, _dbtp(peak)
+
+
 def _with_rounds(result: MasteringResult, rounds: int) -> MasteringResult:
     return MasteringResult(
         result.audio,

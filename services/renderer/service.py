@@ -17,7 +17,14 @@ def parts(settings: Settings, blobs: BlobStore) -> StageParts:
         role="renderer",
         service_name=SERVICE_NAME,
         port=settings.renderer_port,
-        register=register(RendererServicer(blobs=blobs, max_duration_s=limit, workers=workers)),
+        register=register(
+            RendererServicer(
+                blobs=blobs,
+                max_duration_s=limit,
+                workers=workers,
+                cache_bytes=settings.render_cache_bytes,
+            )
+        ),
         handler=lambda job: render_job(job, blobs=blobs, max_duration_s=limit, workers=workers),
         warm_up=warm_up,
     )

@@ -29,6 +29,7 @@ from services.common.jobs import to_dict
 from services.common.loudness import integrated_loudness, true_peak_dbtp
 from services.predictor.inference import AI_VERSIONS
 from tests.cluster import Cluster, messages_for, running_cluster, submit, wait_state, wav_bytes
+from tests.infra import stop_process
 from tests.signals import little_song
 
 MAX_UPLOAD_MB = 16
@@ -186,6 +187,51 @@ def test_kill9_renderer_mid_job_completes_once(cluster: Cluster) -> None:
     report = cluster.api("GET", f"/v1/jobs/{job_id}/report").json()
     for v in report["versions"].values():
         assert len(list(blobs.rglob(f"{v['sha256']}*"))) == 1
+
+
+def _side_share(audio: np.ndarray) -> float:
+    """Side energy over mid energy: how wide a stereo signal is."""
+    mid, side = audio[0] + audio[1], audio[0] - audio[1]
+    return float(np.sum(side**2) / np.sum(mid**2))
+
+
+def test_rerender_and_preview_are_rendered_by_the_renderer_over_grpc(cluster: Cluster) -> None:
+    sr = 44100
+    job_id = submit(cluster, wav_bytes(little_song(sr=sr, duration_s=12.0), sr)).json()["job_id"]
+    assert wait_state(cluster, job_id, {"done", "failed"})["state"] == "done"
+    url = f"/v1/jobs/{job_id}/renders"
+    edit = {"base": "ai_enhanced_cnn", "params": {"stereo_width": 1.8}}
+    full = cluster.api("POST", url, json=edit, timeout=120)
+    assert full.status_code == 201, full.text
+    assert full.json()["name"] == "user-1"
+    edited, rate = sf.read(
+        io.BytesIO(cluster.api("GET", full.json()["url"]).content), always_2d=True
+    )
+    base_url = cluster.api("GET", f"/v1/jobs/{job_id}").json()["versions"]["ai_enhanced_cnn"]
+    base, _ = sf.read(io.BytesIO(cluster.api("GET", base_url["url"]).content), always_2d=True)
+    assert rate == sr and edited.shape == base.shape == (12 * sr, 2)
+    assert _side_share(edited.T) > 1.5 * _side_share(base.T)  # wider, as edited
+
+    body = {**edit, "preview": {"start_s": 2.0, "duration_s": 8.0}}
+    preview = cluster.api("POST", url, json=body, timeout=60)
+    assert preview.status_code == 200, preview.text
+    excerpt, _ = sf.read(io.BytesIO(preview.content), always_2d=True)
+    region = edited[2 * sr : 10 * sr]
+    assert excerpt.shape == region.shape
+    corr = np.sum(excerpt * region) / np.sqrt(np.sum(excerpt**2) * np.sum(region**2))
+    assert corr > 0.99, corr
+
+    # The renderer service did the work, not the gateway: without it a preview is a clear 503
+    # naming it, and with it back the same preview comes back byte for byte.
+    stop_process(cluster.procs["renderer"])
+    down = cluster.api("POST", url, json=body, timeout=60)
+    assert down.status_code == 503, down.text
+    assert down.json()["error"]["code"] == "unavailable"
+    assert f"127.0.0.1:{cluster.grpc_ports['renderer']}" in down.json()["error"]["message"]
+    cluster.start("renderer")
+    cluster.wait_serving("renderer")
+    again = cluster.api("POST", url, json=body, timeout=60)
+    assert again.status_code == 200 and again.content == preview.content
 
 
 def test_poison_message_goes_to_dlq_and_flow_continues(cluster: Cluster) -> None:

@@ -14,62 +14,20 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 
 from gateway import plans
-from gateway.accounts import Accounts
 from gateway.api import Gateway, create_app
 from gateway.plans import Plan
-from gateway.runtime import build_one_machine
 from gateway.store import JobStore
 from services.common.blobstore import open_blob_store
 from services.common.bus import InMemoryBus
 from services.common.settings import load_settings
 from services.common.stage_worker import ALL_TOPICS
-from tests.signals import little_song
+from tests.gateway_app import flac_song, gateway_world, submit, wait_done
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("gateway")
-    settings = load_settings(
-        database_url=f"sqlite:///{tmp / 'jobs.sqlite3'}",
-        blob_url=f"file://{tmp / 'blobs'}",
-        cache_dir=tmp / "cache",
-    )
-    app, stop = build_one_machine(settings)
-    accounts = Accounts(JobStore(settings.database_url).engine)
-    keys = {t: accounts.create_key(t, plan="label")[0] for t in ("label-a", "label-b")}
-    revoked, info = accounts.create_key("label-a", label="old")
-    accounts.revoke(info.key_id)
-    clients = {
-        t: TestClient(app, headers={"Authorization": f"Bearer {k}"}) for t, k in keys.items()
-    }
-    buf = io.BytesIO()
-    sf.write(buf, little_song(sr=22050, duration_s=3.0).T, 22050, format="FLAC")
-    try:
-        yield {
-            "app": app,
-            "a": clients["label-a"],
-            "b": clients["label-b"],
-            "anon": TestClient(app),
-            "revoked": revoked,
-            "song": buf.getvalue(),
-            "blobs": tmp / "blobs",
-        }
-    finally:
-        stop()
-
-
-def _submit(client: TestClient, song: bytes, **headers: str) -> Any:
-    return client.post("/v1/jobs", files={"file": ("s.flac", song)}, headers=headers)
-
-
-def _wait_done(client: TestClient, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["state"] in ("done", "failed"):
-            return job  # type: ignore[no-any-return]
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish")
+    with gateway_world(tmp_path_factory.mktemp("gateway")) as w:
+        yield w
 
 
 def test_missing_malformed_wrong_and_revoked_keys_are_401(world: dict[str, Any]) -> None:
@@ -113,10 +71,10 @@ def test_an_unauthenticated_upload_is_refused_before_its_body_is_read(
 
 def test_tenants_cannot_see_or_touch_each_others_jobs(world: dict[str, Any]) -> None:
     a, b = world["a"], world["b"]
-    resp = _submit(a, world["song"])
+    resp = submit(a, world["song"])
     assert resp.status_code == 202, resp.text
     job_id = resp.json()["job_id"]
-    done = _wait_done(a, job_id)
+    done = wait_done(a, job_id)
     assert done["state"] == "done", done
     assert a.get(f"/v1/jobs/{job_id}/report").status_code == 200
     assert a.get(f"/v1/jobs/{job_id}/outputs/strategy").status_code == 200
@@ -141,9 +99,9 @@ def test_tenants_cannot_see_or_touch_each_others_jobs(world: dict[str, Any]) -> 
 
 def test_list_pages_newest_first_and_filters_by_state(world: dict[str, Any]) -> None:
     b: TestClient = world["b"]
-    ids = [_submit(b, world["song"]).json()["job_id"] for _ in range(5)]
+    ids = [submit(b, world["song"]).json()["job_id"] for _ in range(5)]
     for job_id in ids:
-        _wait_done(b, job_id)
+        wait_done(b, job_id)
     b.post(f"/v1/jobs/{ids[0]}/cancel")  # already done: stays done (409)
     seen: list[str] = []
     cursor = None
@@ -170,8 +128,8 @@ def test_list_pages_newest_first_and_filters_by_state(world: dict[str, Any]) -> 
 
 def test_idempotency_key_creates_one_job(world: dict[str, Any]) -> None:
     a: TestClient = world["a"]
-    first = _submit(a, world["song"], **{"Idempotency-Key": "upload-42"})
-    again = _submit(a, world["song"], **{"Idempotency-Key": "upload-42"})
+    first = submit(a, world["song"], **{"Idempotency-Key": "upload-42"})
+    again = submit(a, world["song"], **{"Idempotency-Key": "upload-42"})
     assert first.status_code == again.status_code == 202
     assert first.json()["job_id"] == again.json()["job_id"]
     assert again.headers["idempotent-replayed"] == "true"
@@ -184,19 +142,19 @@ def test_idempotency_key_creates_one_job(world: dict[str, Any]) -> None:
     )
     assert other.status_code == 409 and other.json()["error"]["code"] == "conflict"
     # Keys are per tenant: B may use the same key for its own job.
-    theirs = _submit(world["b"], world["song"], **{"Idempotency-Key": "upload-42"})
+    theirs = submit(world["b"], world["song"], **{"Idempotency-Key": "upload-42"})
     assert theirs.status_code == 202 and theirs.json()["job_id"] != first.json()["job_id"]
     for job_id in (first.json()["job_id"], theirs.json()["job_id"]):
-        _wait_done(a if job_id == first.json()["job_id"] else world["b"], job_id)
+        wait_done(a if job_id == first.json()["job_id"] else world["b"], job_id)
 
 
 def test_cancel_then_delete_removes_the_job_and_unshared_blobs(world: dict[str, Any]) -> None:
     a: TestClient = world["a"]
     # Delete a finished job: its outputs go, the shared input stays while another job uses it.
-    keep = _submit(a, world["song"]).json()["job_id"]
-    gone = _submit(a, world["song"]).json()["job_id"]
-    _wait_done(a, keep)
-    finished = _wait_done(a, gone)
+    keep = submit(a, world["song"]).json()["job_id"]
+    gone = submit(a, world["song"]).json()["job_id"]
+    wait_done(a, keep)
+    finished = wait_done(a, gone)
     assert a.post(f"/v1/jobs/{gone}/cancel").status_code == 409  # finished: not cancellable
     blobs: Path = world["blobs"]
     before = {p.name for p in blobs.rglob("*") if p.is_file()}
@@ -233,12 +191,6 @@ def _bare(tmp_path: Path, plan: Plan | None = None, **overrides: Any) -> tuple[T
     return TestClient(create_app(gw), headers={"Authorization": f"Bearer {key}"}), gw
 
 
-def _flac(duration_s: float, sr: int = 22050) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, little_song(sr=sr, duration_s=duration_s).T, sr, format="FLAC")
-    return buf.getvalue()
-
-
 @pytest.fixture
 def tight_plans(monkeypatch: pytest.MonkeyPatch) -> None:
     """Plans under test are registered for the test only."""
@@ -249,7 +201,7 @@ def test_cancel_a_queued_job(tmp_path: Path) -> None:
     """A job nobody works on (no stage workers here) is cancelled: failed, code cancelled;
     a running job cannot be deleted before."""
     client, _ = _bare(tmp_path)
-    job_id = _submit(client, _flac(2.0)).json()["job_id"]
+    job_id = submit(client, flac_song(2.0)).json()["job_id"]
     assert client.delete(f"/v1/jobs/{job_id}").status_code == 409  # queued: cancel first
     cancelled = client.post(f"/v1/jobs/{job_id}/cancel")
     assert cancelled.status_code == 200
@@ -263,15 +215,15 @@ def test_jobs_over_the_plans_concurrency_wait_and_the_queue_is_bounded(
     tmp_path: Path, tight_plans: None
 ) -> None:
     client, gw = _bare(tmp_path, Plan("one-at-a-time", 1, 100.0, 50.0, 600.0, 1000, 1))
-    first = _submit(client, _flac(2.0))
+    first = submit(client, flac_song(2.0))
     assert first.status_code == 202 and not first.json()["admitted"]  # waits for admission
     assert gw.admission.pump() == 1  # (the serving process's thread does this at once)
     assert client.get(f"/v1/jobs/{first.json()['job_id']}").json()["admitted"]
-    second = _submit(client, _flac(2.0))
+    second = submit(client, flac_song(2.0))
     assert second.status_code == 202
     assert gw.admission.pump() == 0  # the plan lets one run: the second waits its turn
     assert not client.get(f"/v1/jobs/{second.json()['job_id']}").json()["admitted"]
-    third = _submit(client, _flac(2.0))
+    third = submit(client, flac_song(2.0))
     assert third.status_code == 429
     error = third.json()["error"]
     assert error["code"] == "quota_exceeded"
@@ -280,16 +232,16 @@ def test_jobs_over_the_plans_concurrency_wait_and_the_queue_is_bounded(
     client.post(f"/v1/jobs/{first.json()['job_id']}/cancel")
     assert gw.admission.pump() == 1  # the place freed goes to the waiting job
     assert client.get(f"/v1/jobs/{second.json()['job_id']}").json()["admitted"]
-    assert _submit(client, _flac(2.0)).status_code == 202
+    assert submit(client, flac_song(2.0)).status_code == 202
 
 
 def test_monthly_minutes_are_metered_and_limited_even_after_deletes(
     tmp_path: Path, tight_plans: None
 ) -> None:
     client, _ = _bare(tmp_path, Plan("six-seconds", 10, 0.1, 50.0, 600.0, 1000))
-    first = _submit(client, _flac(4.0))
+    first = submit(client, flac_song(4.0))
     assert first.status_code == 202
-    over = _submit(client, _flac(4.0))
+    over = submit(client, flac_song(4.0))
     assert over.status_code == 402
     limit = over.json()["error"]["limit"]
     assert limit["name"] == "audio_minutes_per_month" and limit["limit"] == 0.1
@@ -313,9 +265,9 @@ def test_monthly_minutes_are_metered_and_limited_even_after_deletes(
 
 def test_plan_size_and_duration_limits(tmp_path: Path, tight_plans: None) -> None:
     client, _ = _bare(tmp_path, Plan("small", 10, 100.0, 0.05, 2.5, 1000))
-    long = _submit(client, _flac(3.0, sr=8000))  # small enough, too long
+    long = submit(client, flac_song(3.0, sr=8000))  # small enough, too long
     assert long.status_code == 413 and long.json()["error"]["code"] == "limit_exceeded"
-    big = _submit(client, _flac(2.0, sr=48000))  # short enough, over 0.05 MB
+    big = submit(client, flac_song(2.0, sr=48000))  # short enough, over 0.05 MB
     assert big.status_code == 413 and big.json()["error"]["code"] == "limit_exceeded"
 
     def body() -> Iterator[bytes]:
@@ -345,9 +297,9 @@ def test_rate_limit_per_tenant(tmp_path: Path, tight_plans: None) -> None:
 
 def test_every_download_format_decodes_to_the_version(world: dict[str, Any]) -> None:
     a: TestClient = world["a"]
-    resp = _submit(a, world["song"])
+    resp = submit(a, world["song"])
     job_id = resp.json()["job_id"]
-    assert _wait_done(a, job_id)["state"] == "done"
+    assert wait_done(a, job_id)["state"] == "done"
     stored = a.get(f"/v1/jobs/{job_id}/outputs/strategy")
     reference, sr = sf.read(io.BytesIO(stored.content), dtype="float32", always_2d=True)
     assert sr == 22050 and reference.shape[0] == 3 * 22050
@@ -411,8 +363,8 @@ def test_every_download_format_decodes_to_the_version(world: dict[str, Any]) -> 
 
 def test_preferences_are_recorded_per_tenant_and_summarised(world: dict[str, Any]) -> None:
     a, b = world["a"], world["b"]
-    job_id = _submit(a, world["song"]).json()["job_id"]
-    assert _wait_done(a, job_id)["state"] == "done"
+    job_id = submit(a, world["song"]).json()["job_id"]
+    assert wait_done(a, job_id)["state"] == "done"
     url = f"/v1/jobs/{job_id}/preferences"
     first = a.post(
         url,
@@ -537,11 +489,11 @@ def _served_ahead_of_a_single_job(tmp_path: Path, batch: int) -> int:
     client, gw = _bare(tmp_path, admission_window=4)
     b_key = gw.accounts.create_key("subscriber", plan="standard")[0]
     b = TestClient(client.app, headers={"Authorization": f"Bearer {b_key}"})
-    song = _flac(1.5)
+    song = flac_song(1.5)
     for _ in range(batch):
-        assert _submit(client, song).status_code == 202
+        assert submit(client, song).status_code == 202
     assert gw.admission.pump() == 4  # the label's batch fills the pipeline
-    single = _submit(b, song).json()["job_id"]
+    single = submit(b, song).json()["job_id"]
     ahead = 0
     for _ in range(batch + 1):
         if (

@@ -64,6 +64,12 @@ def test_submit_wait_and_download(mp: tuple[MixPilotClient, Any, Path], tmp_path
         second = client.submit(f, filename="take.flac")
     assert second["filename"] == "take.flac"
     client.wait(second["job_id"])
+    # An edit: a preview of 1 s from 1 s, then the whole song as a new version.
+    wav = client.preview(job["job_id"], {"stereo_width": 1.4}, start_s=1.0, duration_s=1.0)
+    assert sf.read(io.BytesIO(wav), always_2d=True)[0].shape == (22050, 2)
+    mine = client.render(job["job_id"], {"stereo_width": 1.4}, base="ai_ast")
+    assert mine["name"] == "user-1" and mine["params"]["stereo_width"] == 1.4
+    assert "user-1" in client.job(job["job_id"])["versions"]
     ids = [j["job_id"] for j in client.jobs(page_size=1)]
     assert ids[:2] == [second["job_id"], job["job_id"]]
     assert client.usage()["jobs"] == 2

@@ -1,5 +1,6 @@
 """Job store semantics on SQLite (the same code runs on PostgreSQL in the integration tests)."""
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -70,8 +71,6 @@ def test_event_for_unknown_job_is_recorded_but_not_applied(store: JobStore) -> N
 def test_event_applier_waits_out_a_store_outage(tmp_path: Path) -> None:
     """The store goes away (its file is replaced by a directory); events keep arriving. The
     applier retries instead of dying or skipping, and applies them once the store is back."""
-    import threading
-
     from gateway.events import EventApplier
     from services.common import bus as busmod
     from tests.infra import wait_until
@@ -117,3 +116,40 @@ def test_event_applier_waits_out_a_store_outage(tmp_path: Path) -> None:
     applier.stop()
     thread.join(5)
     assert store.get_job("j1").state == "analyzing"  # type: ignore[union-attr]
+
+
+def test_versions_added_at_once_get_distinct_names_and_one_report_holds_all(
+    store: JobStore,
+) -> None:
+    """Eight edits rendered at once: user-1..user-8, each report written over the one before
+    (so the last holds every version), never two with one name."""
+    finished = _event(pb.JOB_STATE_DONE)
+    finished.report.uri = "r0"
+    assert store.apply_event(finished)
+    reports: dict[str, list[str]] = {"r0": []}
+    lock = threading.Lock()
+
+    def write_report(name: str, uri: str | None) -> str:
+        with lock:
+            new = f"r{len(reports)}"
+            reports[new] = [*reports[uri or ""], name]
+        return new
+
+    names: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def add(i: int) -> None:
+        barrier.wait()
+        name, _ = store.add_version("j1", "user", {"params": {"x": i}}, write_report)
+        with lock:
+            names.append(name)
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(names) == sorted(f"user-{n}" for n in range(1, 9))
+    job = store.get_job("j1")
+    assert job is not None and set(job.outputs) >= set(names)
+    assert sorted(reports[job.report_uri or ""]) == sorted(names)

@@ -739,26 +739,64 @@ class PredictResponse(_message.Message):
 Global___PredictResponse: _TypeAlias = PredictResponse  # noqa: Y015
 
 @_typing.final
+class Excerpt(_message.Message):
+    """A stretch of a song: where a preview starts and how long it lasts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_S_FIELD_NUMBER: _builtins.int
+    DURATION_S_FIELD_NUMBER: _builtins.int
+    start_s: _builtins.float
+    duration_s: _builtins.float
+    def __init__(
+        self,
+        *,
+        start_s: _builtins.float = ...,
+        duration_s: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_s", b"duration_s", "start_s", b"start_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Excerpt: _TypeAlias = Excerpt  # noqa: Y015
+
+@_typing.final
 class RenderRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     JOB_FIELD_NUMBER: _builtins.int
     EXTRA_FIELD_NUMBER: _builtins.int
+    ONLY_EXTRA_FIELD_NUMBER: _builtins.int
+    PREVIEW_FIELD_NUMBER: _builtins.int
+    only_extra: _builtins.bool
+    """Render only `extra` (neither `original` nor the predictions) and write no report: a
+    re-render of a user's edit beside the versions of a finished job.
+    """
     @_builtins.property
     def job(self) -> Global___JobEnvelope: ...
     @_builtins.property
     def extra(self) -> _containers.RepeatedCompositeFieldContainer[Global___MixParams]:
         """Extra parameter sets to render beside the predictions (e.g. a user's edit)."""
 
+    @_builtins.property
+    def preview(self) -> Global___Excerpt:
+        """A preview: render only this excerpt of the one set in `extra` (implies only_extra). Nothing
+        is stored; the audio comes back in RenderResponse.preview_wav.
+        """
+
     def __init__(
         self,
         *,
         job: Global___JobEnvelope | None = ...,
         extra: _abc.Iterable[Global___MixParams] | None = ...,
+        only_extra: _builtins.bool = ...,
+        preview: Global___Excerpt | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "preview", b"preview"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["extra", b"extra", "job", b"job"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["extra", b"extra", "job", b"job", "only_extra", b"only_extra", "preview", b"preview"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -769,16 +807,26 @@ class RenderResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     JOB_FIELD_NUMBER: _builtins.int
+    PREVIEW_WAV_FIELD_NUMBER: _builtins.int
+    EXCERPT_FIELD_NUMBER: _builtins.int
+    preview_wav: _builtins.bytes
+    """the preview's audio as 24-bit WAV (previews only)"""
     @_builtins.property
     def job(self) -> Global___JobEnvelope: ...
+    @_builtins.property
+    def excerpt(self) -> Global___Excerpt:
+        """the excerpt rendered, within the song (previews only)"""
+
     def __init__(
         self,
         *,
         job: Global___JobEnvelope | None = ...,
+        preview_wav: _builtins.bytes = ...,
+        excerpt: Global___Excerpt | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["excerpt", b"excerpt", "job", b"job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["excerpt", b"excerpt", "job", b"job", "preview_wav", b"preview_wav"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
