@@ -19,7 +19,6 @@ admitting transaction: if the send fails, the job stays waiting.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -27,16 +26,15 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from gateway.plans import Plan
+from gateway.pump import PumpThread
 from gateway.store import JobStore, jobs
 from services.common import bus as busmod
 from services.common.jobs import TERMINAL
 
-log = logging.getLogger(__name__)
-
 _ADVISORY_KEY = 0x4D495850  # "MIXP"
 
 
-class Admission:
+class Admission(PumpThread):
     def __init__(
         self,
         store: JobStore,
@@ -46,40 +44,12 @@ class Admission:
         plan_of: Callable[[str], Plan],
         poll_s: float = 0.2,
     ) -> None:
+        super().__init__("admission", poll_s=poll_s)
         self.store = store
         self.producer = producer
         self.window = window
         self.plan_of = plan_of
-        self.poll_s = poll_s
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="admission", daemon=True)
-
-    def start(self) -> Admission:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(5)
-
-    def wake(self) -> None:
-        """Ask the thread to admit now (a job was submitted)."""
-        self._wake.set()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.poll_s)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                self.pump()
-            except Exception:  # noqa: BLE001 - a database or broker hiccup must not stop it
-                log.exception("admission failed; retrying")
 
     def pump(self) -> int:
         """Admit as many waiting jobs as the window and the plans allow; how many."""

@@ -17,7 +17,6 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,25 +24,34 @@ from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, Respon
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import Counter, make_asgi_app
+from prometheus_client import make_asgi_app
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
-from gateway import downloads, renders
+from gateway import downloads, intake, renders
 from gateway.accounts import Accounts
 from gateway.admission import Admission
+from gateway.imports import Importer
+from gateway.intake import (
+    REJECTED,
+    check_queue,
+    enqueue_job,
+    job_options,
+    month_bounds,
+    safe_filename,
+    too_large,
+    upload_limit_bytes,
+)
 from gateway.plans import PLANS, Plan, RateLimiter
 from gateway.preferences import PreferenceStore
 from gateway.store import JobRecord, JobStore
 from gateway.webhooks import EVENT_TYPES, WebhookStore
-from mixpilot.v1 import mixpilot_pb2 as pb
 from services.common import bus as busmod
-from services.common.audio_io import AudioInfo, validate_audio_file
-from services.common.blobstore import BlobStore
+from services.common.audio_io import AudioInfo
+from services.common.blobstore import BlobStore, StoredBlob
 from services.common.errors import (
     ConflictError,
-    InvalidParameterError,
     LimitExceededError,
     MixPilotError,
     NotFoundError,
@@ -51,15 +59,11 @@ from services.common.errors import (
     RateLimitedError,
     UnauthenticatedError,
 )
-from services.common.jobs import STATE_NAMES, TERMINAL, new_envelope, new_job_id
+from services.common.jobs import STATE_NAMES, TERMINAL, new_job_id
 from services.common.report import version_label
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
-
-GENRES = ("pop", "rock", "electronic", "jazz", "ballad")
-SUBMITTED = Counter("mixpilot_gateway_jobs_submitted_total", "Jobs accepted by the gateway")
-REJECTED = Counter("mixpilot_gateway_uploads_rejected_total", "Uploads rejected", ["reason"])
 
 
 class Gateway:
@@ -81,6 +85,7 @@ class Gateway:
         self.admission = Admission(
             store, producer, window=settings.admission_window, plan_of=self.plan_of
         )
+        self.importer = Importer(self)
 
     def plan_of(self, tenant: str) -> Plan:
         return LOCAL_PLAN if self.settings.auth == "none" else self.accounts.plan_of(tenant)
@@ -216,11 +221,6 @@ class ApiKeyMiddleware:
             )
 
 
-def upload_limit_bytes(settings: Settings, plan: Plan) -> int:
-    """The largest upload the tenant's plan and the deployment both allow."""
-    return min(settings.max_upload_bytes, int(plan.max_upload_mb * 1024 * 1024))
-
-
 def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -244,13 +244,6 @@ PlanDep = Annotated[Plan, Depends(tenant_plan)]
 
 
 TenantDep = Annotated[str, Depends(authenticate)]
-
-
-def safe_filename(name: str | None) -> str:
-    """A display-safe file name: basename only, no control or path characters."""
-    base = re.split(r"[\\/]", name or "")[-1]
-    base = re.sub(r"[^\w.\- ()\[\]]+", "_", base, flags=re.UNICODE).strip(" .")
-    return (base or "upload")[:200]
 
 
 def _job_json(job: JobRecord) -> dict[str, Any]:
@@ -303,109 +296,28 @@ def _job_or_404(gw: Gateway, job_id: str, tenant: str) -> JobRecord:
     return job
 
 
-def month_bounds(month: str | None) -> tuple[datetime, datetime]:
-    """[start, end) of a calendar month in UTC ("YYYY-MM"; the current one when None)."""
-    if month is None:
-        now = datetime.now(UTC)
-        year, number = now.year, now.month
-    else:
-        year, number = (int(x) for x in month.split("-"))
-    try:
-        start = datetime(year, number, 1, tzinfo=UTC)
-        end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
-    except ValueError as exc:
-        raise InvalidParameterError(f"month {month!r}: {exc}") from exc
-    return start, end
-
-
 def _accept_upload(
     gw: Gateway, tenant: str, plan: Plan, upload: UploadFile
-) -> tuple[Any, AudioInfo, float]:
-    """Save an upload (bounded by the plan), validate it as audio, check the month's minutes
-    and store it: (stored blob, audio info, seconds)."""
-    settings = gw.settings
-    max_duration_s = min(settings.max_duration_s, plan.max_duration_s)
+) -> tuple[StoredBlob, AudioInfo, float]:
+    """Save an upload (bounded by the plan) to a temporary file and take it in
+    (:func:`gateway.intake.accept_file`): (stored blob, audio info, seconds)."""
     with tempfile.TemporaryDirectory(prefix="mixpilot-upload-") as tmp:
         try:
-            path = _save_upload(upload, upload_limit_bytes(settings, plan), Path(tmp))
-            info = validate_audio_file(path, max_duration_s=max_duration_s)
-            audio_s = info.frames / info.sample_rate
-            _check_monthly_minutes(gw, tenant, plan, audio_s)
+            path = _save_upload(upload, upload_limit_bytes(gw.settings, plan), Path(tmp))
         except MixPilotError as exc:
             REJECTED.labels(reason=exc.code).inc()
             raise
-        stored = gw.blobs.put_file(path, suffix="." + info.format.lower()[:5])
-    return stored, info, audio_s
+        return intake.accept_file(gw, tenant, plan, path)
 
 
-def _enqueue_job(
-    gw: Gateway,
-    job_id: str,
-    tenant: str,
-    filename: str,
-    stored: Any,
-    info: Any,
-    options: dict[str, Any],
-    audio_s: float,
-    idempotency: tuple[str, str] | None = None,
-    batch_id: str | None = None,
-) -> str:
-    """Store a validated upload's job, waiting for admission with its envelope; its id (an
-    earlier job's id when ``idempotency`` replays)."""
-    ref = pb.AudioRef(
-        uri=stored.uri,
-        sha256=stored.sha256,
-        sample_rate=info.sample_rate,
-        channels=info.channels,
-        frames=info.frames,
-        format=info.format,
-        subtype=info.subtype,
-        filename=filename,
-        size_bytes=stored.size_bytes,
-    )
-    envelope = new_envelope(
-        job_id=job_id,
-        tenant=tenant,
-        input_ref=ref,
-        target_lufs=options["target_lufs"],
-        ceiling_dbtp=options["true_peak_ceiling_dbtp"],
-        genre_override=options["genre"] or "",
-        intensity_pct=options["intensity_pct"],
-    )
-    created = gw.store.create_job(
-        job_id=job_id,
-        tenant=tenant,
-        filename=filename,
-        input_uri=stored.uri,
-        input_sha256=stored.sha256,
-        options=options,
-        audio_s=audio_s,
-        envelope=envelope.SerializeToString(),
-        idempotency=idempotency,
-        batch_id=batch_id,
-    )
-    if created == job_id:
-        SUBMITTED.inc()
-        log.info(
-            "job submitted", extra={"job_id": job_id, "tenant": tenant, "input_filename": filename}
+def _check_batch_size(gw: Gateway, tenant: str, plan: Plan, files: int) -> None:
+    waiting = gw.store.waiting(tenant)
+    if waiting + files > plan.max_queued_jobs:
+        raise QuotaExceededError(
+            f"{files} files would make {waiting + files} jobs wait, the "
+            f"{plan.name} plan lets {plan.max_queued_jobs} wait: send fewer",
+            limit={"name": "queued_jobs", "limit": plan.max_queued_jobs, "used": waiting},
         )
-    return created
-
-
-def _job_options(
-    settings: Settings, target_lufs: float | None, genre: str | None, intensity_pct: float
-) -> dict[str, Any]:
-    target = settings.target_lufs if target_lufs is None else target_lufs
-    if not -40.0 <= target <= -5.0:
-        raise InvalidParameterError("target_lufs must be between -40 and -5 LUFS")
-    if genre and genre not in GENRES:
-        raise InvalidParameterError(f"genre must be one of {', '.join(GENRES)}")
-    return {
-        "target_lufs": target,
-        "true_peak_ceiling_dbtp": settings.true_peak_ceiling_dbtp,
-        "genre": genre or None,
-        "intensity_pct": intensity_pct,
-    }
 
 
 def _batch_json(gw: Gateway, tenant: str, batch_id: str) -> dict[str, Any]:
@@ -413,6 +325,9 @@ def _batch_json(gw: Gateway, tenant: str, batch_id: str) -> dict[str, Any]:
     if batch is None or batch["tenant"] != tenant:
         raise NotFoundError(f"no batch {batch_id}")
     counts = batch["counts"]
+    importing = gw.importer.pending(batch_id)
+    if importing:
+        counts = {**counts, "importing": importing}
     finished = sum(n for state, n in counts.items() if state in TERMINAL)
     base = f"/v1/batches/{batch_id}"
     return {
@@ -463,36 +378,6 @@ def _manifest_csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def _check_queue(gw: Gateway, tenant: str, plan: Plan) -> None:
-    waiting = gw.store.waiting(tenant)
-    if waiting >= plan.max_queued_jobs:
-        raise QuotaExceededError(
-            f"{waiting} jobs are waiting to start, the {plan.name} plan lets "
-            f"{plan.max_queued_jobs} wait (and {plan.concurrent_jobs} run at once): "
-            "wait for some to start",
-            limit={"name": "queued_jobs", "limit": plan.max_queued_jobs, "used": waiting},
-        )
-
-
-def _check_monthly_minutes(gw: Gateway, tenant: str, plan: Plan, audio_s: float) -> None:
-    start, end = month_bounds(None)
-    used = gw.store.usage(tenant, start, end)[1] / 60.0
-    wanted = audio_s / 60.0
-    if used + wanted > plan.audio_minutes_per_month:
-        raise QuotaExceededError(
-            f"this upload ({wanted:.1f} min) would take the month's audio to "
-            f"{used + wanted:.1f} min, over the {plan.name} plan's "
-            f"{plan.audio_minutes_per_month:g} min",
-            limit={
-                "name": "audio_minutes_per_month",
-                "limit": plan.audio_minutes_per_month,
-                "used": round(used, 3),
-                "requested": round(wanted, 3),
-            },
-            monthly=True,
-        )
-
-
 #: How often an event stream looks at its job (the job store is the truth across replicas).
 SSE_POLL_S = 0.25
 
@@ -510,6 +395,19 @@ class PreferenceIn(BaseModel):
         default_factory=dict, description="parameters the listener changed, physical units"
     )
     listener: str = Field("", max_length=128, description="your id for the listener, if any")
+
+
+class ImportIn(BaseModel):
+    prefix: str = Field(
+        "",
+        max_length=512,
+        description="objects whose key starts with this, inside your import area (e.g."
+        " `album-1/`; empty: all of it)",
+    )
+    name: str = Field("", max_length=256)
+    target_lufs: float | None = None
+    genre: str | None = None
+    intensity_pct: float = Field(100.0, ge=0.0, le=100.0)
 
 
 class WebhookIn(BaseModel):
@@ -537,7 +435,7 @@ def _save_upload(upload: UploadFile, limit: int, tmpdir: Path) -> Path:
         while chunk := upload.file.read(1 << 20):
             written += len(chunk)
             if written > limit:
-                raise LimitExceededError(f"upload exceeds the limit of {limit / 2**20:.3g} MB")
+                raise too_large(limit)
             f.write(chunk)
     return path
 
@@ -595,16 +493,16 @@ def create_app(gateway: Gateway) -> FastAPI:
             ),
         ] = None,
     ) -> dict[str, Any]:
-        options = _job_options(gw.settings, target_lufs, genre, intensity_pct)
+        options = job_options(gw.settings, target_lufs, genre, intensity_pct)
         filename = safe_filename(file.filename)
-        _check_queue(gw, tenant, plan)
+        check_queue(gw, tenant, plan)
         stored, info, audio_s = _accept_upload(gw, tenant, plan, file)
         job_id = new_job_id()
         idempotency = None
         if idempotency_key:
             request_id = json.dumps([stored.sha256, options], sort_keys=True)
             idempotency = (idempotency_key, hashlib.sha256(request_id.encode()).hexdigest())
-        created = _enqueue_job(
+        created = enqueue_job(
             gw, job_id, tenant, filename, stored, info, options, audio_s, idempotency
         )
         if created != job_id:  # the same request again: answer with the first one's job
@@ -627,14 +525,8 @@ def create_app(gateway: Gateway) -> FastAPI:
         """A batch of songs with the same options (a label's delivery). Every file becomes a
         job; a file that is not usable audio, or over a limit, becomes a ``failed`` item with
         its reason instead of failing the batch. Jobs are admitted fairly with other tenants'."""
-        options = _job_options(gw.settings, target_lufs, genre, intensity_pct)
-        waiting = gw.store.waiting(tenant)
-        if waiting + len(files) > plan.max_queued_jobs:
-            raise QuotaExceededError(
-                f"{len(files)} files would make {waiting + len(files)} jobs wait, the "
-                f"{plan.name} plan lets {plan.max_queued_jobs} wait: send fewer",
-                limit={"name": "queued_jobs", "limit": plan.max_queued_jobs, "used": waiting},
-            )
+        options = job_options(gw.settings, target_lufs, genre, intensity_pct)
+        _check_batch_size(gw, tenant, plan, len(files))
         batch_id = new_job_id()[:24]
         gw.store.create_batch(batch_id, tenant, name, len(files))
         for upload in files:
@@ -645,12 +537,28 @@ def create_app(gateway: Gateway) -> FastAPI:
             except MixPilotError as exc:
                 gw.store.fail_new_job(job_id, tenant, filename, batch_id, exc.code, exc.message)
                 continue
-            _enqueue_job(
+            enqueue_job(
                 gw, job_id, tenant, filename, stored, info, options, audio_s, batch_id=batch_id
             )
         gw.store.check_batch_done(batch_id)  # every file may have failed
         gw.admission.wake()
         return _batch_json(gw, tenant, batch_id)
+
+    @app.post("/v1/batches/import", status_code=202)
+    def import_batch(
+        gw: GatewayDep, tenant: TenantDep, plan: PlanDep, body: ImportIn
+    ) -> dict[str, Any]:
+        """A batch of the objects under ``prefix`` in your import area of the bucket
+        (``s3://BUCKET/imports/<tenant>/``, with an S3 blob store): each becomes a job, or a
+        ``failed`` item with its reason. Answers at once; the objects are imported in the
+        background (``counts.importing`` until then) and admitted fairly like uploads."""
+        options = job_options(gw.settings, body.target_lufs, body.genre, body.intensity_pct)
+        source, objects = gw.importer.objects(tenant, body.prefix)
+        _check_batch_size(gw, tenant, plan, len(objects))
+        batch_id = new_job_id()[:24]
+        gw.store.create_batch(batch_id, tenant, body.name, len(objects))
+        gw.importer.add(batch_id, tenant, objects, options)
+        return {**_batch_json(gw, tenant, batch_id), "source": source}
 
     @app.get("/v1/batches")
     def list_batches(

@@ -6,6 +6,9 @@
         job = mp.submit("song.wav", target_lufs=-14, idempotency_key="song-1")
         done = mp.wait(job["job_id"], on_progress=lambda j: print(j["state"], j["progress"]))
         mp.download(done["job_id"], "ai_enhanced_cnn", "out/song-ai.flac", format="flac")
+        batch = mp.submit_batch(["a.wav", "b.flac"], name="EP")
+        for row in mp.manifest(mp.wait_batch(batch["batch_id"])["batch_id"]):
+            print(row["filename"], row["state"])
 
 Every error of the API is raised as :class:`ApiError` with its ``status``, ``code`` and
 ``message``. ``429 rate_limited`` answers are retried after their ``Retry-After`` (at most
@@ -14,6 +17,7 @@ Every error of the API is raised as :class:`ApiError` with its ``status``, ``cod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -102,15 +106,7 @@ class MixPilotClient:
         idempotency_key: str | None = None,
     ) -> Job:
         """Upload a song (a path or an open binary file) and return the queued job."""
-        form = {
-            k: str(v)
-            for k, v in (
-                ("target_lufs", target_lufs),
-                ("genre", genre),
-                ("intensity_pct", intensity_pct),
-            )
-            if v is not None
-        }
+        form = _form(target_lufs=target_lufs, genre=genre, intensity_pct=intensity_pct)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         if isinstance(audio, (str, Path)):
             with open(audio, "rb") as f:
@@ -173,6 +169,58 @@ class MixPilotClient:
             except httpx.TransportError:
                 time.sleep(1.0)  # the stream broke (a gateway restart): follow it again
         raise TimeoutError(f"job {job_id} did not finish within {timeout_s:g} s")
+
+    # -- batches -----------------------------------------------------------------------------
+
+    def submit_batch(
+        self,
+        paths: list[str | Path],
+        *,
+        name: str = "",
+        target_lufs: float | None = None,
+        genre: str | None = None,
+        intensity_pct: float | None = None,
+    ) -> dict[str, Any]:
+        """Upload many songs as one batch (one request); return the batch."""
+        form = _form(name=name, target_lufs=target_lufs, genre=genre, intensity_pct=intensity_pct)
+        with contextlib.ExitStack() as stack:
+            files = [("files", (Path(p).name, stack.enter_context(open(p, "rb")))) for p in paths]
+            response = self._request("POST", "/v1/batches", files=files, data=form)
+        return response.json()  # type: ignore[no-any-return]
+
+    def import_batch(self, prefix: str, *, name: str = "", **options: Any) -> dict[str, Any]:
+        """A batch of the objects under ``prefix`` of your import area in the bucket (S3
+        deployments); ``options`` as for :meth:`submit` (``target_lufs``, ``genre``...)."""
+        body = {"prefix": prefix, "name": name, **options}
+        return self._request("POST", "/v1/batches/import", json=body).json()  # type: ignore[no-any-return]
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/batches/{batch_id}").json()  # type: ignore[no-any-return]
+
+    def wait_batch(
+        self,
+        batch_id: str,
+        *,
+        timeout_s: float = 24 * 3600.0,
+        poll_s: float = 5.0,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll the batch until every file has finished; return it (a ``batch.done`` webhook
+        saves the polling). Raises TimeoutError after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            batch = self.batch(batch_id)
+            if on_progress:
+                on_progress(batch)
+            if batch["done"]:
+                return batch
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"batch {batch_id} did not finish within {timeout_s:g} s")
+            time.sleep(poll_s)
+
+    def manifest(self, batch_id: str) -> list[dict[str, Any]]:
+        """One row per file: job, state, error and the download URL of each version."""
+        return self._request("GET", f"/v1/batches/{batch_id}/manifest").json()["items"]  # type: ignore[no-any-return]
 
     def cancel(self, job_id: str) -> Job:
         return self._request("POST", f"/v1/jobs/{job_id}/cancel").json()  # type: ignore[no-any-return]
@@ -249,6 +297,11 @@ class MixPilotClient:
 
     def webhook_deliveries(self, webhook_id: str) -> list[dict[str, Any]]:
         return self._request("GET", f"/v1/webhooks/{webhook_id}/deliveries").json()["items"]  # type: ignore[no-any-return]
+
+
+def _form(**values: object) -> dict[str, str]:
+    """Form fields of the options given (None and "" are left to the server's defaults)."""
+    return {k: str(v) for k, v in values.items() if v is not None and v != ""}
 
 
 def _error(response: httpx.Response) -> ApiError:

@@ -45,10 +45,12 @@ def build_gateway(
     ).start()
     gateway = Gateway(settings=settings, store=store, blobs=blobs, producer=bus.producer())
     gateway.admission.start()
+    gateway.importer.start()
     app = create_app(gateway)
 
     def stop() -> None:
         gateway.admission.stop()
+        gateway.importer.stop()
         applier.stop()
         dispatcher.stop()
 

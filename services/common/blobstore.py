@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from services.common.errors import ConfigurationError, NotFoundError
+from services.common.errors import ConfigurationError, LimitExceededError, NotFoundError
 
 CHUNK = 1 << 20
 
@@ -167,6 +167,40 @@ class S3BlobStore:
 
     def delete(self, uri: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._split(uri))
+
+    # Objects put in the bucket by others (a tenant's import area), by bucket-absolute key.
+
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """``(key, size in bytes)`` of every object whose key starts with ``prefix``, in key
+        order, a page (1000) at a time."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        for page in pages:
+            for obj in page.get("Contents", []):
+                yield str(obj["Key"]), int(obj["Size"])
+
+    def download_key(self, key: str, path: Path, *, max_bytes: int) -> None:
+        """Stream the object ``key`` to ``path``, refusing it as soon as it passes
+        ``max_bytes``.
+
+        Raises
+        ------
+        NotFoundError
+            No such object (any more).
+        LimitExceededError
+            Larger than ``max_bytes``.
+        """
+        body = self._get(f"s3://{self.bucket}/{key}")
+        written = 0
+        with open(path, "wb") as f:
+            for chunk in body.iter_chunks(CHUNK):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise LimitExceededError(
+                        f"upload exceeds the limit of {max_bytes / 2**20:.3g} MB"
+                    )
+                f.write(chunk)
 
 
 def open_blob_store(url: str, *, s3_endpoint_url: str | None = None) -> BlobStore:

@@ -30,6 +30,12 @@ class Settings(BaseSettings):
         "file://mixpilot-data/blobs", description="file://DIR or s3://BUCKET/PREFIX"
     )
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, tests)")
+    import_prefix: str = Field(
+        "imports",
+        pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$",
+        description="with an S3 blob store, tenant T's import area is s3://BUCKET/<this>/T/"
+        " (POST /v1/batches/import)",
+    )
     cache_dir: Path = Field(
         Path("mixpilot-data/cache"),
         description="the gateway's disposable cache: downloads encoded to other formats, ZIPs",

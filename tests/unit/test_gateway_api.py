@@ -14,14 +14,9 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 
 from gateway import plans
-from gateway.api import Gateway, create_app
+from gateway.api import Gateway
 from gateway.plans import Plan
-from gateway.store import JobStore
-from services.common.blobstore import open_blob_store
-from services.common.bus import InMemoryBus
-from services.common.settings import load_settings
-from services.common.stage_worker import ALL_TOPICS
-from tests.gateway_app import flac_song, gateway_world, submit, wait_done
+from tests.gateway_app import bare_gateway, flac_song, gateway_world, submit, wait_done
 
 
 @pytest.fixture(scope="module")
@@ -168,29 +163,6 @@ def test_cancel_then_delete_removes_the_job_and_unshared_blobs(world: dict[str, 
     assert finished["state"] == "done"
 
 
-def _bare(tmp_path: Path, plan: Plan | None = None, **overrides: Any) -> tuple[TestClient, Gateway]:
-    """The API with no stage workers (jobs stay queued) and one tenant, on ``plan``."""
-    settings = load_settings(
-        **overrides,
-        database_url=f"sqlite:///{tmp_path / 'jobs.sqlite3'}",
-        blob_url=f"file://{tmp_path / 'b'}",
-        cache_dir=tmp_path / "cache",
-    )
-    bus = InMemoryBus()
-    bus.ensure_topics(ALL_TOPICS)
-    gw = Gateway(
-        settings=settings,
-        store=JobStore(settings.database_url),
-        blobs=open_blob_store(settings.blob_url),
-        producer=bus.producer(),
-    )
-    key = gw.accounts.create_key("solo", plan="label")[0]
-    if plan is not None:
-        plans.PLANS[plan.name] = plan  # registered for this test only (fixture tight_plans)
-        gw.accounts.set_plan("solo", plan.name)
-    return TestClient(create_app(gw), headers={"Authorization": f"Bearer {key}"}), gw
-
-
 @pytest.fixture
 def tight_plans(monkeypatch: pytest.MonkeyPatch) -> None:
     """Plans under test are registered for the test only."""
@@ -200,7 +172,7 @@ def tight_plans(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cancel_a_queued_job(tmp_path: Path) -> None:
     """A job nobody works on (no stage workers here) is cancelled: failed, code cancelled;
     a running job cannot be deleted before."""
-    client, _ = _bare(tmp_path)
+    client, _ = bare_gateway(tmp_path)
     job_id = submit(client, flac_song(2.0)).json()["job_id"]
     assert client.delete(f"/v1/jobs/{job_id}").status_code == 409  # queued: cancel first
     cancelled = client.post(f"/v1/jobs/{job_id}/cancel")
@@ -214,7 +186,7 @@ def test_cancel_a_queued_job(tmp_path: Path) -> None:
 def test_jobs_over_the_plans_concurrency_wait_and_the_queue_is_bounded(
     tmp_path: Path, tight_plans: None
 ) -> None:
-    client, gw = _bare(tmp_path, Plan("one-at-a-time", 1, 100.0, 50.0, 600.0, 1000, 1))
+    client, gw = bare_gateway(tmp_path, Plan("one-at-a-time", 1, 100.0, 50.0, 600.0, 1000, 1))
     first = submit(client, flac_song(2.0))
     assert first.status_code == 202 and not first.json()["admitted"]  # waits for admission
     assert gw.admission.pump() == 1  # (the serving process's thread does this at once)
@@ -238,7 +210,7 @@ def test_jobs_over_the_plans_concurrency_wait_and_the_queue_is_bounded(
 def test_monthly_minutes_are_metered_and_limited_even_after_deletes(
     tmp_path: Path, tight_plans: None
 ) -> None:
-    client, _ = _bare(tmp_path, Plan("six-seconds", 10, 0.1, 50.0, 600.0, 1000))
+    client, _ = bare_gateway(tmp_path, Plan("six-seconds", 10, 0.1, 50.0, 600.0, 1000))
     first = submit(client, flac_song(4.0))
     assert first.status_code == 202
     over = submit(client, flac_song(4.0))
@@ -264,7 +236,7 @@ def test_monthly_minutes_are_metered_and_limited_even_after_deletes(
 
 
 def test_plan_size_and_duration_limits(tmp_path: Path, tight_plans: None) -> None:
-    client, _ = _bare(tmp_path, Plan("small", 10, 100.0, 0.05, 2.5, 1000))
+    client, _ = bare_gateway(tmp_path, Plan("small", 10, 100.0, 0.05, 2.5, 1000))
     long = submit(client, flac_song(3.0, sr=8000))  # small enough, too long
     assert long.status_code == 413 and long.json()["error"]["code"] == "limit_exceeded"
     big = submit(client, flac_song(2.0, sr=48000))  # short enough, over 0.05 MB
@@ -285,7 +257,7 @@ def test_plan_size_and_duration_limits(tmp_path: Path, tight_plans: None) -> Non
 
 
 def test_rate_limit_per_tenant(tmp_path: Path, tight_plans: None) -> None:
-    client, gw = _bare(tmp_path, Plan("slow", 10, 100.0, 50.0, 600.0, 5))
+    client, gw = bare_gateway(tmp_path, Plan("slow", 10, 100.0, 50.0, 600.0, 5))
     statuses = [client.get("/v1/jobs").status_code for _ in range(6)]
     assert statuses == [200] * 5 + [429]
     limited = client.get("/v1/jobs")
@@ -419,7 +391,7 @@ def test_a_chunked_upload_over_the_limit_is_cut_off_while_streaming(
 
     from tests.infra import free_port
 
-    client, gw = _bare(tmp_path, Plan("small-chunks", 10, 100.0, 0.5, 600.0, 1000))
+    client, gw = bare_gateway(tmp_path, Plan("small-chunks", 10, 100.0, 0.5, 600.0, 1000))
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(client.app, host="127.0.0.1", port=port, log_level="warning")
@@ -486,7 +458,7 @@ def _finish(gw: Gateway, job_id: str) -> None:
 def _served_ahead_of_a_single_job(tmp_path: Path, batch: int) -> int:
     """Tenant A queues ``batch`` jobs, then B one; jobs finish one at a time, oldest first.
     Returns how many of A's jobs entered the pipeline after B's was submitted and before it."""
-    client, gw = _bare(tmp_path, admission_window=4)
+    client, gw = bare_gateway(tmp_path, admission_window=4)
     b_key = gw.accounts.create_key("subscriber", plan="standard")[0]
     b = TestClient(client.app, headers={"Authorization": f"Bearer {b_key}"})
     song = flac_song(1.5)

@@ -70,9 +70,23 @@ def test_submit_wait_and_download(mp: tuple[MixPilotClient, Any, Path], tmp_path
     mine = client.render(job["job_id"], {"stereo_width": 1.4}, base="ai_ast")
     assert mine["name"] == "user-1" and mine["params"]["stereo_width"] == 1.4
     assert "user-1" in client.job(job["job_id"])["versions"]
+    # A batch: two songs and a file that is not audio, each accounted for in the manifest.
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not audio" * 100)
+    batch = client.submit_batch([song, song, notes], name="EP", target_lufs=-16)
+    assert batch["total"] == 3 and batch["name"] == "EP"
+    seen_batches: list[dict[str, Any]] = []
+    finished = client.wait_batch(batch["batch_id"], poll_s=0.1, on_progress=seen_batches.append)
+    assert finished["counts"] == {"done": 2, "failed": 1} and seen_batches[-1] == finished
+    rows = client.manifest(batch["batch_id"])
+    assert sorted(r["state"] for r in rows) == ["done", "done", "failed"]
+    with pytest.raises(ApiError) as err:
+        client.import_batch("album/")  # local blob store here: imports need S3
+    assert err.value.status == 409
     ids = [j["job_id"] for j in client.jobs(page_size=1)]
-    assert ids[:2] == [second["job_id"], job["job_id"]]
-    assert client.usage()["jobs"] == 2
+    assert ids.index(second["job_id"]) < ids.index(job["job_id"])  # newest first, every page
+    assert len(ids) == 5  # two jobs and three batch items
+    assert client.usage()["jobs"] == 4  # two jobs, two batch files (the text file never was)
 
 
 def test_errors_are_api_errors(mp: tuple[MixPilotClient, Any, Path]) -> None:
