@@ -55,7 +55,10 @@ class MixParameter:
                     f"{self.name}={value!r} is not one of {', '.join(self.choices)}"
                 )
             return float(self.choices.index(value))
-        v = float(value)
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise InvalidParameterError(f"{self.name}={value!r} is not a number") from None
         if not math.isfinite(v) or not self.minimum <= v <= self.maximum:
             raise InvalidParameterError(
                 f"{self.name}={value!r} is outside [{self.minimum:g}, {self.maximum:g}] {self.unit}"

@@ -164,6 +164,7 @@ def test_a_preview_is_the_excerpt_of_the_full_render_and_stores_nothing(
         ({"preview": {"duration_s": 0.5}}, 400, "invalid_request", "duration_s"),
         ({"preview": {"start_s": -1}}, 400, "invalid_request", "start_s"),
         ({"params": {"comp_ratio": "NaN"}}, 400, "invalid_parameter", "comp_ratio"),
+        ({"params": {"comp_ratio": "abc"}}, 400, "invalid_parameter", "'abc' is not a number"),
         ({"params": []}, 400, "invalid_request", "params"),
     ],
 )

@@ -95,3 +95,10 @@ def test_intensity_scales_every_departure_from_neutral() -> None:
     assert half["reverb_style"] == strong["reverb_style"]
     with pytest.raises(InvalidParameterError):
         scale_departure(strong, 120)
+
+
+def test_a_value_that_is_not_a_number_is_named_clearly() -> None:
+    with pytest.raises(InvalidParameterError, match=r"comp_ratio='abc' is not a number"):
+        validate_params({"comp_ratio": "abc"})
+    with pytest.raises(InvalidParameterError, match="is not a number"):
+        validate_params({"eq_mid_gain_db": None})  # type: ignore[dict-item]
