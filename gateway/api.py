@@ -52,6 +52,7 @@ from services.common.audio_io import AudioInfo
 from services.common.blobstore import BlobStore, StoredBlob
 from services.common.errors import (
     ConflictError,
+    HeadersTooLargeError,
     LimitExceededError,
     MixPilotError,
     NotFoundError,
@@ -102,6 +103,8 @@ _bearer = HTTPBearer(
 #: The tenant of every request when ``MIXPILOT_AUTH=none`` (one user's machine), and its plan.
 LOCAL_TENANT = "local"
 LOCAL_PLAN = PLANS["label"]
+#: Largest request headers accepted, all together (a proxy in front usually allows 8-32 KiB).
+MAX_HEADER_BYTES = 16 * 1024
 #: Multipart framing allowed on top of the file when a request's Content-Length is checked.
 MULTIPART_SLACK_BYTES = 64 * 1024
 
@@ -140,9 +143,10 @@ class _BodyTooLarge(Exception):
 
 
 class ApiKeyMiddleware:
-    """Authenticates every ``/v1`` request from its headers alone, before any of its body is
-    read: an upload without a valid key is refused at once, not after it arrived. The tenant
-    goes into ``request.state.tenant``.
+    """Refuses headers over :data:`MAX_HEADER_BYTES` (431). Authenticates every ``/v1``
+    request from its headers alone, before any of its body is read: an upload without a valid
+    key is refused at once, not after it arrived. The tenant goes into
+    ``request.state.tenant``.
 
     It also bounds every request body by the tenant's upload limit while it streams in: a
     declared ``Content-Length`` over the limit is refused before reading, and a body sent
@@ -153,6 +157,15 @@ class ApiKeyMiddleware:
         self.gateway = gateway
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            size = sum(len(name) + len(value) for name, value in scope["headers"])
+            if size > MAX_HEADER_BYTES:
+                error = HeadersTooLargeError(
+                    f"the request's headers are {size / 1024:.0f} KiB; at most "
+                    f"{MAX_HEADER_BYTES // 1024} KiB are accepted"
+                )
+                await error_response(error)(scope, receive, send)
+                return
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
             await self.app(scope, receive, send)
             return

@@ -46,6 +46,12 @@ class LimitExceededError(MixPilotError):
     grpc_status = "RESOURCE_EXHAUSTED"
 
 
+class HeadersTooLargeError(LimitExceededError):
+    """A request's headers are larger than the gateway accepts."""
+
+    http_status = 431
+
+
 class InvalidParameterError(MixPilotError, ValueError):
     """A mix parameter or option is unknown or out of its range."""
 
