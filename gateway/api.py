@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
-from gateway import downloads, intake, renders
+from gateway import downloads, intake, renders, visuals
 from gateway.accounts import Accounts
 from gateway.admission import Admission
 from gateway.imports import Importer
@@ -160,11 +160,11 @@ class ApiKeyMiddleware:
         if scope["type"] == "http":
             size = sum(len(name) + len(value) for name, value in scope["headers"])
             if size > MAX_HEADER_BYTES:
-                error = HeadersTooLargeError(
+                refusal = HeadersTooLargeError(
                     f"the request's headers are {size / 1024:.0f} KiB; at most "
                     f"{MAX_HEADER_BYTES // 1024} KiB are accepted"
                 )
-                await error_response(error)(scope, receive, send)
+                await error_response(refusal)(scope, receive, send)
                 return
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
             await self.app(scope, receive, send)
@@ -834,6 +834,18 @@ def create_app(gateway: Gateway) -> FastAPI:
             media_type=downloads.MEDIA_TYPES[fmt],
             filename=f"{_stem(job)}-{version}.{downloads.extension(fmt)}",
         )
+
+    @app.get("/v1/jobs/{job_id}/outputs/{version}/visual")
+    def get_visual(gw: GatewayDep, tenant: TenantDep, job_id: str, version: str) -> Any:
+        """The version's waveform (``min``, ``max``, ``rms`` of the mid channel in 1200
+        columns) and long-term average spectrum (``hz``, ``db``: 1/6-octave bands, a
+        full-scale sine reads 0 dB), for drawing."""
+        job = _job_or_404(gw, job_id, tenant)
+        out = job.outputs.get(version)
+        if out is None:
+            raise NotFoundError(f"job {job_id} has no version {version!r}")
+        data = visuals.visual(gw.blobs, out["uri"], out["sha256"], gw.cache_dir)
+        return JSONResponse(data, headers={"Cache-Control": "private, max-age=86400"})
 
     @app.get("/v1/jobs/{job_id}/archive")
     def get_archive(

@@ -41,7 +41,7 @@ def extension(fmt: str) -> str:
     return OUTPUT_FORMATS[fmt][2]
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
     try:
@@ -64,7 +64,7 @@ def rendition(blobs: BlobStore, uri: str, sha256: str, fmt: str, cache_dir: Path
     else:
         audio, sr, _ = read_audio(io.BytesIO(source))
         data = encode_audio(audio, sr, fmt=fmt)
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))
     return path
 
 
@@ -97,7 +97,7 @@ def archive(
             manifest = {"job_id": job_id, "format": fmt, "versions": sorted(files)}
             z.writestr("manifest.json", json.dumps(manifest, indent=2), zipfile.ZIP_DEFLATED)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path
 
 

@@ -223,3 +223,17 @@ def test_generated_edits_of_a_real_job_never_get_a_server_error(world: dict[str,
 
     run()
     assert len(seen) >= 20 and {200, 201} & set(seen), seen
+
+
+def test_every_version_has_its_pictures(world: dict[str, Any]) -> None:
+    a: TestClient = world["a"]
+    job = a.get(f"/v1/jobs/{world['job_id']}").json()
+    for name in ("original", "strategy"):
+        data = a.get(f"/v1/jobs/{world['job_id']}/outputs/{name}/visual").json()
+        assert data["sample_rate"] == SR and data["duration_s"] == SONG_S
+        assert len(data["waveform"]["max"]) == 1200
+        assert len(data["spectrum"]["hz"]) == len(data["spectrum"]["db"]) > 40
+        assert max(data["spectrum"]["db"]) > -40  # music, not silence
+    assert a.get(f"/v1/jobs/{world['job_id']}/outputs/nope/visual").status_code == 404
+    assert world["b"].get(f"/v1/jobs/{world['job_id']}/outputs/original/visual").status_code == 404
+    assert job["versions"]["original"]["url"].endswith("/outputs/original")
