@@ -24,6 +24,7 @@ from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, Respon
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import make_asgi_app
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -103,6 +104,8 @@ _bearer = HTTPBearer(
 #: The tenant of every request when ``MIXPILOT_AUTH=none`` (one user's machine), and its plan.
 LOCAL_TENANT = "local"
 LOCAL_PLAN = PLANS["label"]
+#: The web UI's files, served at / and /ui/.
+WEB_DIR = Path(__file__).resolve().parent / "web"
 #: Largest request headers accepted, all together (a proxy in front usually allows 8-32 KiB).
 MAX_HEADER_BYTES = 16 * 1024
 #: Multipart framing allowed on top of the file when a request's Content-Length is checked.
@@ -477,6 +480,13 @@ def create_app(gateway: Gateway) -> FastAPI:
                 "error": {"code": "invalid_request", "message": f"{where}: {first.get('msg')}"}
             },
         )
+
+    app.mount("/ui", StaticFiles(directory=WEB_DIR), name="ui")
+
+    @app.get("/", include_in_schema=False)
+    def web_ui() -> FileResponse:
+        """The web UI (gateway/web: plain HTML, CSS and JavaScript modules, no build step)."""
+        return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

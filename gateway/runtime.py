@@ -59,6 +59,13 @@ def build_gateway(
 
 def build_one_machine(settings: Settings) -> tuple[FastAPI, Callable[[], None]]:
     """Gateway plus the three stage workers on an in-memory bus; returns (app, stop)."""
+    settings = settings.model_copy(update={"auth": settings.one_machine_auth()})
+    if settings.auth == "none":
+        log.info(
+            "no API keys: this server listens on loopback only (MIXPILOT_AUTH=api_key to"
+            " require them)",
+            extra={"host": settings.host},
+        )
     blobs = open_blob_store(settings.blob_url, s3_endpoint_url=settings.s3_endpoint_url)
     stages = [f(settings, blobs) for f in STAGE_FACTORIES]
     bus = InMemoryBus(max_poll_records=max(p.concurrency for p in stages))

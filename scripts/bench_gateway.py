@@ -91,6 +91,7 @@ def serve(tmp: Path, *, tenants: int = 1) -> Iterator[tuple[Popen[bytes], str, l
         **os.environ,
         "MIXPILOT_GATEWAY_PORT": str(port),
         "MIXPILOT_DATABASE_URL": db,
+        "MIXPILOT_AUTH": "api_key",
         "MIXPILOT_BLOB_URL": f"file://{tmp / 'blobs'}",
         "MIXPILOT_CACHE_DIR": str(tmp / "cache"),
         "MIXPILOT_LOG_LEVEL": "WARNING",

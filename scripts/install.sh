@@ -20,6 +20,9 @@ command -v fluidsynth >/dev/null 2>&1 || apt_pkgs+=(fluidsynth)
 [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] || apt_pkgs+=(timgm6mb-soundfont)
 if [ "$want_test" = 1 ]; then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_pkgs+=(postgresql)
+  # The web UI's browser tests drive Debian's Chromium with Playwright (never `playwright
+  # install`: it downloads a browser).
+  [ -x /usr/bin/chromium ] || apt_pkgs+=(chromium)
 fi
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then
   echo "== apt-get install ${apt_pkgs[*]}"

@@ -39,6 +39,7 @@ def gateway_world(tmp: Path, *, song_s: float = 3.0, **overrides: Any) -> Iterat
     settings (an S3 blob store, say)."""
     settings = load_settings(
         **{
+            "auth": "api_key",  # keys even on loopback: the tests use them
             "database_url": f"sqlite:///{tmp / 'jobs.sqlite3'}",
             "blob_url": f"file://{tmp / 'blobs'}",
             "cache_dir": tmp / "cache",

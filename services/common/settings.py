@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.errors import ConfigurationError
 
+#: Hosts only this machine can reach.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
 Role = Literal["embedded", "serve", "analyzer", "predictor", "renderer", "gateway"]
 
 
@@ -67,10 +70,11 @@ class Settings(BaseSettings):
     )
 
     # Access.
-    auth: Literal["api_key", "none"] = Field(
-        "api_key",
+    auth: Literal["auto", "api_key", "none"] = Field(
+        "auto",
         description="api_key: every /v1 request needs `Authorization: Bearer <key>` (keys from"
-        " `mixpilot keys create`); none: one open tenant, `local` (a single user's machine only)",
+        " `mixpilot keys create`); none: one open tenant, `local` (a single user's machine"
+        " only); auto: api_key, except `mixpilot serve` listening on loopback only: none",
     )
 
     # Admission (gateway/admission.py).
@@ -152,6 +156,13 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    def one_machine_auth(self) -> Literal["api_key", "none"]:
+        """:attr:`auth` for `mixpilot serve`: ``auto`` means no keys when nobody but this
+        machine can connect (a loopback host), keys otherwise."""
+        if self.auth != "auto":
+            return self.auth
+        return "none" if self.host in LOOPBACK_HOSTS else "api_key"
 
     @property
     def render_cache_bytes(self) -> int:

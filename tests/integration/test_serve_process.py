@@ -26,7 +26,7 @@ def test_serve_runs_a_job_end_to_end(tmp_path: Path) -> None:
         "MIXPILOT_DATABASE_URL": f"sqlite:///{tmp_path / 'jobs.sqlite3'}",
         "MIXPILOT_BLOB_URL": f"file://{tmp_path / 'blobs'}",
         "MIXPILOT_CACHE_DIR": str(tmp_path / "cache"),
-        "MIXPILOT_AUTH": "none",  # one user's machine: one open tenant, no keys
+        # MIXPILOT_AUTH unset (auto): on loopback, one user's machine needs no key.
     }
     log = tmp_path / "serve.log"
     proc = start_process([sys.executable, "-m", "gateway.cli", "serve"], env=env, log_path=log)
@@ -40,7 +40,7 @@ def test_serve_runs_a_job_end_to_end(tmp_path: Path) -> None:
         )
         song = tmp_path / "take 1.wav"
         sf.write(song, little_song(sr=48000, duration_s=6.0).T, 48000, subtype="PCM_24")
-        # The integrators' client over real HTTP (no key: MIXPILOT_AUTH=none).
+        # The integrators' client over real HTTP (no key: serve on loopback needs none).
         with MixPilotClient(base, None) as client:
             job = client.submit(song)
             states: list[str] = []

@@ -25,6 +25,7 @@ from tests.signals import little_song
 def mp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MixPilotClient, Any, Path]]:
     tmp = tmp_path_factory.mktemp("client")
     settings = load_settings(
+        auth="api_key",  # keys even on loopback: the tests use them
         database_url=f"sqlite:///{tmp / 'jobs.sqlite3'}",
         blob_url=f"file://{tmp / 'blobs'}",
         cache_dir=tmp / "cache",

@@ -49,6 +49,7 @@ def _fuzz(operation: Any, mode: GenerationMode, headers: dict[str, str]) -> int:
 
 def test_no_operation_answers_a_server_error(tmp_path: Path) -> None:
     config = load_settings(
+        auth="api_key",  # keys even on loopback: the tests use them
         database_url=f"sqlite:///{tmp_path / 'jobs.sqlite3'}",
         blob_url=f"file://{tmp_path / 'blobs'}",
         cache_dir=tmp_path / "cache",

@@ -28,6 +28,7 @@ from tests.signals import little_song
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("webhooks")
     settings = load_settings(
+        auth="api_key",  # keys even on loopback: the tests use them
         database_url=f"sqlite:///{tmp / 'jobs.sqlite3'}",
         blob_url=f"file://{tmp / 'blobs'}",
         cache_dir=tmp / "cache",

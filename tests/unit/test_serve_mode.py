@@ -20,6 +20,7 @@ from tests.signals import little_song
 
 def test_job_flows_through_every_stage(tmp_path: Path) -> None:
     settings = load_settings(
+        auth="api_key",  # keys even on loopback: the tests use them
         database_url=f"sqlite:///{tmp_path / 'jobs.sqlite3'}",
         blob_url=f"file://{tmp_path / 'blobs'}",
         cache_dir=tmp_path / "cache",

@@ -41,3 +41,11 @@ def test_predictor_concurrency_defaults_to_batching_on_triton_only() -> None:
     assert load_settings().predictor_jobs_at_once == 1
     assert load_settings(triton_url="triton:8001").predictor_jobs_at_once == 8
     assert load_settings(triton_url="t:1", predictor_concurrency=3).predictor_jobs_at_once == 3
+
+
+def test_serve_needs_no_key_only_where_nobody_else_can_connect() -> None:
+    assert load_settings().one_machine_auth() == "none"  # default host 127.0.0.1
+    assert load_settings(host="::1").one_machine_auth() == "none"
+    assert load_settings(host="0.0.0.0").one_machine_auth() == "api_key"
+    assert load_settings(host="0.0.0.0", auth="none").one_machine_auth() == "none"
+    assert load_settings(auth="api_key").one_machine_auth() == "api_key"
