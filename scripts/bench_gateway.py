@@ -13,8 +13,6 @@ Usage: ``.venv/bin/python -m scripts.bench_gateway [--seconds 10] [--threads 16]
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import threading
 import time
@@ -28,7 +26,7 @@ import numpy as np
 import soundfile as sf
 
 from tests.cluster import create_api_key
-from tests.infra import free_port, start_process, stop_process, wait_until
+from tests.infra import serve_process
 from tests.signals import little_song
 
 
@@ -86,30 +84,12 @@ def serve(tmp: Path, *, tenants: int = 1) -> Iterator[tuple[Popen[bytes], str, l
     label plan: (process, base URL, their API keys); stopped on exit."""
     db = f"sqlite:///{tmp / 'jobs.sqlite3'}"
     keys = [create_api_key(db, f"tenant-{i:02d}") for i in range(tenants)]
-    port = free_port()
-    env = {
-        **os.environ,
-        "MIXPILOT_GATEWAY_PORT": str(port),
-        "MIXPILOT_DATABASE_URL": db,
-        "MIXPILOT_AUTH": "api_key",
-        "MIXPILOT_BLOB_URL": f"file://{tmp / 'blobs'}",
-        "MIXPILOT_CACHE_DIR": str(tmp / "cache"),
-        "MIXPILOT_LOG_LEVEL": "WARNING",
-    }
-    proc = start_process(
-        [sys.executable, "-m", "gateway.cli", "serve"], env=env, log_path=tmp / "serve.log"
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200,
-            timeout_s=120,
-            what="mixpilot serve",
-            ignore=(httpx.HTTPError,),
-        )
+    with serve_process(tmp, inherit_env=True, auth="api_key", log_level="WARNING") as (
+        proc,
+        base,
+        _,
+    ):
         yield proc, base, keys
-    finally:
-        stop_process(proc)
 
 
 def main() -> None:

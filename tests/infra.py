@@ -18,15 +18,17 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 
 LOOPBACK = "127.0.0.1"
@@ -732,3 +734,49 @@ def start_triton(work_dir: Path, repository: Path, *, attempts: int = 3) -> Trit
                 continue
             raise
     raise AssertionError("unreachable")
+
+
+# --------------------------------------------------------------------------------------------
+# `mixpilot serve` as a process
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serve_process(
+    tmp: Path, *, inherit_env: bool = False, **settings: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+    """`mixpilot serve` on a free loopback port with its state under ``tmp`` (SQLite
+    ``jobs.sqlite3``, ``blobs/``, ``cache/``) and the given ``MIXPILOT_*`` settings (by name
+    without the prefix, e.g. ``AUTH="api_key"``); yields (process, base URL, log file) once it
+    is ready, and stops it on exit. ``inherit_env`` passes this process's environment on (a
+    benchmark); otherwise only PATH and HOME."""
+    port = free_port()
+    base_env = (
+        dict(os.environ)
+        if inherit_env
+        else {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", "/tmp"),
+        }
+    )
+    env = {
+        **base_env,
+        "MIXPILOT_GATEWAY_PORT": str(port),
+        "MIXPILOT_DATABASE_URL": f"sqlite:///{tmp / 'jobs.sqlite3'}",
+        "MIXPILOT_BLOB_URL": f"file://{tmp / 'blobs'}",
+        "MIXPILOT_CACHE_DIR": str(tmp / "cache"),
+        **{f"MIXPILOT_{name.upper()}": value for name, value in settings.items()},
+    }
+    log = tmp / "serve.log"
+    proc = start_process([sys.executable, "-m", "gateway.cli", "serve"], env=env, log_path=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200,
+            timeout_s=120,
+            what=f"mixpilot serve\n{log_tail(log)}",
+            ignore=(httpx.HTTPError,),
+        )
+        yield proc, base, log
+    finally:
+        stop_process(proc)

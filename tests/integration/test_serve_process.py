@@ -4,40 +4,20 @@ are structured JSON lines carrying the job id."""
 from __future__ import annotations
 
 import json
-import os
 import socket
-import sys
 from pathlib import Path
 
 import httpx
 import soundfile as sf
 
 from gateway.client import MixPilotClient
-from tests.infra import free_port, log_tail, start_process, stop_process, wait_until
+from tests.infra import log_tail, serve_process
 from tests.signals import little_song
 
 
 def test_serve_runs_a_job_end_to_end(tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "MIXPILOT_GATEWAY_PORT": str(port),
-        "MIXPILOT_DATABASE_URL": f"sqlite:///{tmp_path / 'jobs.sqlite3'}",
-        "MIXPILOT_BLOB_URL": f"file://{tmp_path / 'blobs'}",
-        "MIXPILOT_CACHE_DIR": str(tmp_path / "cache"),
-        # MIXPILOT_AUTH unset (auto): on loopback, one user's machine needs no key.
-    }
-    log = tmp_path / "serve.log"
-    proc = start_process([sys.executable, "-m", "gateway.cli", "serve"], env=env, log_path=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200,
-            timeout_s=90,
-            what=f"mixpilot serve\n{log_tail(log)}",
-            ignore=(httpx.HTTPError,),
-        )
+    # MIXPILOT_AUTH unset (auto): on loopback, one user's machine needs no key.
+    with serve_process(tmp_path) as (_, base, log):
         song = tmp_path / "take 1.wav"
         sf.write(song, little_song(sr=48000, duration_s=6.0).T, 48000, subtype="PCM_24")
         # The integrators' client over real HTTP (no key: serve on loopback needs none).
@@ -52,9 +32,7 @@ def test_serve_runs_a_job_end_to_end(tmp_path: Path) -> None:
         wav = httpx.get(f"{base}/v1/jobs/{job['job_id']}/outputs/original", timeout=30)
         assert wav.status_code == 200
         assert 'filename="take_1-original.wav"' in wav.headers["content-disposition"]
-        _hostile_requests_get_clear_errors(base, port)
-    finally:
-        stop_process(proc)
+        _hostile_requests_get_clear_errors(base, int(base.rsplit(":", 1)[1]))
     lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
     assert lines, log_tail(log)
     for_job = [x for x in lines if x.get("job_id") == job["job_id"]]

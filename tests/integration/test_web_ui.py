@@ -15,7 +15,6 @@ import base64
 import io
 import json
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ import pytest
 import soundfile as sf
 
 from tests.cluster import create_api_key
-from tests.infra import free_port, log_tail, start_process, stop_process, wait_until
+from tests.infra import serve_process
 from tests.signals import little_song
 
 CHROMIUM = "/usr/bin/chromium"
@@ -56,32 +55,9 @@ DROP = """([b64, name, type]) => {
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("web-ui")
-    db = f"sqlite:///{tmp / 'jobs.sqlite3'}"
-    key = create_api_key(db, "listener", plan="standard")
-    port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "MIXPILOT_GATEWAY_PORT": str(port),
-        "MIXPILOT_DATABASE_URL": db,
-        "MIXPILOT_AUTH": "api_key",
-        "MIXPILOT_BLOB_URL": f"file://{tmp / 'blobs'}",
-        "MIXPILOT_CACHE_DIR": str(tmp / "cache"),
-        "MIXPILOT_LOG_LEVEL": "WARNING",
-    }
-    log = tmp / "serve.log"
-    proc = start_process([sys.executable, "-m", "gateway.cli", "serve"], env=env, log_path=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200,
-            timeout_s=120,
-            what=f"mixpilot serve\n{log_tail(log)}",
-            ignore=(httpx.HTTPError,),
-        )
+    key = create_api_key(f"sqlite:///{tmp / 'jobs.sqlite3'}", "listener", plan="standard")
+    with serve_process(tmp, auth="api_key", log_level="WARNING") as (_, base, _log):
         yield {"base": base, "key": key}
-    finally:
-        stop_process(proc)
 
 
 @pytest.fixture(scope="module")
