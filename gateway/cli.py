@@ -10,6 +10,7 @@ mixpilot keys create --tenant T  an API key for tenant T (shown once); keys list
 mixpilot triton-repo DIR         the Triton model repository of the three models
 mixpilot triton                  a local Triton server on that repository (development)
 mixpilot analyzer|predictor|renderer|gateway   one distributed service (env: MIXPILOT_*)
+mixpilot healthcheck ROLE        exit 0 if the service of ROLE here is ready (containers)
 """
 
 from __future__ import annotations
@@ -126,6 +127,10 @@ def _parser() -> argparse.ArgumentParser:
     set_plan.add_argument("plan", help="free, standard or label")
 
     sub.add_parser("serve", help="gateway and all stages in one process")
+    health = sub.add_parser(
+        "healthcheck", help="exit 0 if this machine's service of ROLE is ready (containers)"
+    )
+    health.add_argument("role", choices=["analyzer", "predictor", "renderer", "gateway"])
     for role in ("analyzer", "predictor", "renderer", "gateway"):
         sub.add_parser(role, help=f"run the {role} service (configured by MIXPILOT_* variables)")
     return ap
@@ -327,6 +332,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "triton":
                 return triton_commands.run_server(args)
             return triton_commands.run_repository(args)
+        if args.command == "healthcheck":
+            from gateway.healthcheck import check
+
+            reason = check(args.role, load_settings())
+            if reason is not None:
+                print(f"mixpilot healthcheck: {args.role} not ready: {reason}", file=sys.stderr)
+                return 1
+            return 0
         if args.command == "serve":
             from gateway.runtime import run_serve
 
