@@ -9,6 +9,7 @@ mixpilot evaluate                the models against the baselines on held-out so
 mixpilot keys create --tenant T  an API key for tenant T (shown once); keys list, keys revoke ID
 mixpilot triton-repo DIR         the Triton model repository of the three models
 mixpilot triton                  a local Triton server on that repository (development)
+mixpilot triton-check HOST:PORT  a Triton server's models against local inference (parity)
 mixpilot analyzer|predictor|renderer|gateway   one distributed service (env: MIXPILOT_*)
 mixpilot healthcheck ROLE        exit 0 if the service of ROLE here is ready (containers)
 """
@@ -102,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
 
     triton_commands.add_repository_arguments(
         sub.add_parser("triton-repo", help="write the Triton model repository of the mix models")
+    )
+    triton_commands.add_check_arguments(
+        sub.add_parser("triton-check", help="compare a Triton server's models with local inference")
     )
     triton_commands.add_server_arguments(
         sub.add_parser("triton", help="run a local Triton server with the mix models")
@@ -326,9 +330,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return analyzer_commands.run_evaluate(args)
         if args.command in ("keys", "tenants"):
             return _accounts(args)
-        if args.command in ("triton", "triton-repo"):
+        if args.command in ("triton", "triton-repo", "triton-check"):
             from services.predictor import triton_commands
 
+            if args.command == "triton-check":
+                return triton_commands.run_check(args)
             if args.command == "triton":
                 return triton_commands.run_server(args)
             return triton_commands.run_repository(args)

@@ -108,3 +108,32 @@ def run_server(args: argparse.Namespace) -> int:
     )
     os.execve(cmd[0], cmd, env)
     return 0  # pragma: no cover - execve does not return
+
+
+def add_check_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("url", help="host:port of the Triton server's gRPC endpoint")
+    ap.add_argument("--song", help="an audio file to compare on (default: a generated song)")
+    ap.add_argument("--seconds", type=float, default=30.0, help="length of the generated song")
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """`mixpilot triton-check URL`: the served models against local inference on a generated
+    song; exit 0 when they agree within the tolerances."""
+    from services.analyzer.analysis import analyze
+    from services.common.audio_io import read_audio
+    from services.predictor.triton_parity import NORMALISED_TOLERANCE, PHYSICAL_TOLERANCE, parity
+
+    if args.song:
+        audio, sr, _ = read_audio(args.song)
+    else:
+        from services.predictor.songgen import generate_song
+
+        generated = generate_song("pop", 0, duration_s=args.seconds)
+        audio, sr = generated.mix, generated.sample_rate
+    result = parity(args.url, audio, sr, analyze(audio, sr))
+    print(f"{result.clips} clips; largest difference per model, normalised / physical units:")
+    for name in result.normalised:
+        print(f"  {name}: {result.normalised[name]:.2e} / {result.physical[name]:.2e}")
+    verdict = "agree" if result.ok else "DISAGREE"
+    print(f"{verdict} (tolerances {NORMALISED_TOLERANCE:g} / {PHYSICAL_TOLERANCE:g})")
+    return 0 if result.ok else 1

@@ -17,10 +17,10 @@ import tritonclient.grpc as grpcclient
 
 from services.analyzer.analysis import analyze
 from services.common.errors import ModelMismatchError, ModelUnavailableError
-from services.predictor.inference import LocalModels, model_inputs, raw_predictions
+from services.predictor.inference import LocalModels, model_inputs
 from services.predictor.training.config import MODEL_NAMES
-from services.predictor.training.targets import LEARNED
 from services.predictor.triton_client import TritonModels
+from services.predictor.triton_parity import parity
 from tests.infra import (
     TritonServer,
     free_port,
@@ -43,24 +43,24 @@ def song() -> tuple[np.ndarray, object]:
 
 def test_parity_with_local_inference_for_all_three_models(triton: TritonServer, song) -> None:
     audio, analysis = song
-    mel, context = model_inputs(audio, SR, analysis)
-    assert mel.shape[0] == 3  # three 8 s clips of a 30 s song
-    runner = TritonModels(triton.url, retry_s=5.0)
-    runner.check()
-    local = LocalModels().predict(MODEL_NAMES, mel, context)
-    served = runner.predict(MODEL_NAMES, mel, context)
-    for name in MODEL_NAMES:
-        assert served[name].shape == (3, len(LEARNED)), name
-        assert np.abs(served[name] - local[name]).max() <= 1e-5, name
+    result = parity(triton.url, audio, SR, analysis)
+    assert result.clips == 3  # three 8 s clips of a 30 s song
+    assert max(result.normalised.values()) <= 1e-5, result.normalised
     # In physical units (dB, width), as the predictor reports them: within 1e-4.
-    remote = raw_predictions(audio, SR, analysis, runner=runner)
-    here = raw_predictions(audio, SR, analysis)
-    for name in MODEL_NAMES:
-        for param in LEARNED:
-            assert abs(remote[name][param] - here[name][param]) <= 1e-4, (name, param)
+    assert max(result.physical.values()) <= 1e-4, result.physical
+    assert result.ok
     # Each name reached its own network: the three answers differ.
-    eq = [[remote[n][p] for p in LEARNED] for n in MODEL_NAMES]
+    eq = [list(result.raw[n].values()) for n in MODEL_NAMES]
     assert min(np.abs(np.subtract(eq[i], eq[j])).max() for i, j in ((0, 1), (0, 2), (1, 2))) > 1e-3
+
+
+def test_triton_check_command_reports_agreement(triton: TritonServer, capsys) -> None:  # type: ignore[no-untyped-def]
+    from gateway.cli import main
+
+    assert main(["triton-check", triton.url, "--seconds", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "agree" in out and "DISAGREE" not in out
+    assert all(name in out for name in MODEL_NAMES)
 
 
 def _stats(url: str, model: str) -> tuple[int, int]:

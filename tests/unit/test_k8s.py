@@ -385,3 +385,22 @@ def test_the_dashboard_and_alerts_only_use_metrics_the_code_exports() -> None:
         "Triton queue time per request, by model",
         "Failures per second",
     }
+
+
+def test_the_triton_image_is_nvidias_with_python_311_for_the_models() -> None:
+    steps = _instructions(DOCKER / "triton.Dockerfile")
+    bases = [rest.split()[0] for word, rest in steps if word == "FROM"]
+    assert bases and all(b == "nvcr.io/nvidia/tritonserver:24.10-py3" for b in bases)
+    final = steps[max(i for i, (word, _) in enumerate(steps) if word == "FROM") :]
+    assert [rest for word, rest in final if word == "USER"][-1] == "triton-server"
+    assert any(word == "HEALTHCHECK" and "/v2/health/ready" in rest for word, rest in final)
+    run = " ".join(rest for word, rest in steps if word == "RUN")
+    assert "python3.11" in run and "prepare_backends" in run  # the 3.11 Python backend
+    entry = next(rest for word, rest in final if word == "ENTRYPOINT")
+    assert "--backend-directory=/opt/backends" in entry
+    env = " ".join(rest for word, rest in final if word == "ENV")
+    assert "PATH=/opt/venv/bin:" in env  # how the backend's stub finds mixpilot and torch
+    exposed = {int(p) for word, rest in final if word == "EXPOSE" for p in rest.split()}
+    triton = _containers(_named(render("prod"), "Deployment", "triton"))[0]
+    assert {p["containerPort"] for p in triton["ports"]} == exposed
+    assert triton["image"].endswith("/mixpilot-triton:0.1.0")
