@@ -300,13 +300,14 @@ function showParams() {
   for (const [param, meta] of Object.entries(state.report.parameters)) {
     const row = body.insertRow();
     const m = model[param];
+    const show = (x) => (meta.choices && x !== undefined && x !== null ? meta.choices[Math.round(x)] : fmt(x));
     const cells = [
       param,
-      meta.unit,
-      fmt(params[param]),
-      m ? fmt(m.raw) : "",
-      m ? fmt(m.refined) : "",
-      fmt(strategy[param]),
+      meta.choices ? "" : meta.unit,
+      show(params[param]),
+      m ? show(m.raw) : "",
+      m ? show(m.refined) : "",
+      show(strategy[param]),
       m && m.refinement ? m.refinement : "",
     ];
     cells.forEach((text, i) => {

@@ -100,7 +100,13 @@ def build_report(job: pb.JobEnvelope) -> dict[str, Any]:
         "analysis": to_dict(job.analysis),
         "versions": versions,
         "parameters": {
-            name: {"unit": p.unit, "min": p.minimum, "max": p.maximum, "neutral": p.default}
+            name: {
+                "unit": p.unit,
+                "min": p.minimum,
+                "max": p.maximum,
+                "neutral": p.default,
+                **({"choices": list(p.choices)} if p.choices else {}),
+            }
             for name, p in BY_NAME.items()
         },
         "timings": timings,

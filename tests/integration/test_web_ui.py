@@ -15,6 +15,7 @@ import base64
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,6 +178,10 @@ def test_from_dropping_a_song_to_downloading_an_adjusted_mix(
     headers = page.text_content("#params thead")
     assert "AI raw" in headers and "After musical context" in headers and "Strategy" in headers
     assert page.locator("#params tbody tr").count() >= 40
+    # A choice parameter reads as its option's name, not its index.
+    reverb = page.locator("#params tbody tr", has_text="reverb_style").inner_text()
+    assert any(style in reverb for style in ("intimate", "plate", "hall", "spacious")), reverb
+    assert not re.search(r"reverb_style\s+\d", reverb), reverb
     _shot(page, "02-analysis")
 
     # A/B while playing: the switch keeps the playhead (both run in lockstep).

@@ -237,3 +237,15 @@ def test_every_version_has_its_pictures(world: dict[str, Any]) -> None:
     assert a.get(f"/v1/jobs/{world['job_id']}/outputs/nope/visual").status_code == 404
     assert world["b"].get(f"/v1/jobs/{world['job_id']}/outputs/original/visual").status_code == 404
     assert job["versions"]["original"]["url"].endswith("/outputs/original")
+
+
+def test_the_report_names_the_options_of_choice_parameters(world: dict[str, Any]) -> None:
+    from services.common.params import PARAMETERS
+
+    parameters = world["a"].get(f"/v1/jobs/{world['job_id']}/report").json()["parameters"]
+    for p in PARAMETERS:
+        if p.choices:
+            assert parameters[p.name]["choices"] == list(p.choices)
+            assert parameters[p.name]["max"] == len(p.choices) - 1
+        else:
+            assert "choices" not in parameters[p.name]
