@@ -1,24 +1,25 @@
 """Pictures of a version's audio, as data the web UI draws (and an integrator may plot): the
 waveform (min, max and RMS per column) and the long-term average spectrum in 1/6-octave bands.
 
-Computed once per stored file (by its SHA-256) and kept in the gateway's cache directory, like
-the download renditions.
+Computed once per stored file (by its SHA-256), a block at a time, and kept in the gateway's cache
+directory, like the download renditions.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 from scipy import signal
 
 from gateway.downloads import atomic_write
-from services.common.audio_io import read_audio
 from services.common.blobstore import BlobStore
+from services.common.errors import InvalidAudioError
 
 #: Columns of the waveform.
 WAVEFORM_POINTS = 1200
@@ -26,6 +27,8 @@ WAVEFORM_POINTS = 1200
 BANDS_PER_OCTAVE = 6
 LOWEST_HZ = 20.0
 HIGHEST_HZ = 20_000.0
+#: Frames read at a time (a few MB of float32).
+BLOCK_FRAMES = 1 << 19
 #: The floor of the spectrum, dB (silence reads this).
 FLOOR_DB = -120.0
 
@@ -60,6 +63,11 @@ def spectrum(audio: np.ndarray, sample_rate: int) -> dict[str, list[float]]:
     mid = audio.mean(axis=0, dtype=np.float64)
     nperseg = min(8192, mid.shape[0])
     freqs, psd = signal.welch(mid, fs=sample_rate, window="hann", nperseg=nperseg)
+    return _bands(freqs, psd, sample_rate)
+
+
+def _bands(freqs: np.ndarray, psd: np.ndarray, sample_rate: int) -> dict[str, list[float]]:
+    """A power spectral density summed into the 1/6-octave bands, in dB (sine = 0 dB)."""
     df = freqs[1] - freqs[0]
     centres = band_centres(sample_rate)
     half = 2 ** (1 / (2 * BANDS_PER_OCTAVE))
@@ -73,16 +81,76 @@ def spectrum(audio: np.ndarray, sample_rate: int) -> dict[str, list[float]]:
 
 
 def visual(blobs: BlobStore, uri: str, sha256: str, cache_dir: Path) -> dict[str, Any]:
-    """The waveform and spectrum of the stored file at ``uri``, computed once."""
+    """The waveform and spectrum of the stored file at ``uri``, computed once, a block at a
+    time: memory stays at a block (:data:`BLOCK_FRAMES`) whatever the file's length."""
     path = Path(cache_dir) / "visuals" / f"{sha256}.json"
     if path.exists():
         return json.loads(path.read_text())  # type: ignore[no-any-return]
-    audio, sr, info = read_audio(io.BytesIO(blobs.get_bytes(uri)))
-    data = {
-        "duration_s": round(info.frames / sr, 3),
-        "sample_rate": sr,
-        "waveform": waveform(audio),
-        "spectrum": spectrum(audio, sr),
-    }
+    with tempfile.TemporaryDirectory(prefix="mixpilot-visual-") as tmp:
+        local = Path(tmp) / "audio"
+        with open(local, "wb") as f:
+            for chunk in blobs.iter_chunks(uri):
+                f.write(chunk)
+        data = visual_of_file(local)
     atomic_write(path, lambda f: f.write(json.dumps(data).encode()))
     return data
+
+
+def visual_of_file(path: Path, points: int = WAVEFORM_POINTS) -> dict[str, Any]:
+    """:func:`waveform` and :func:`spectrum` of an audio file, read a block at a time; the same
+    pictures as of the whole file in memory."""
+    with sf.SoundFile(path) as f:
+        sr, frames = int(f.samplerate), int(f.frames)
+        if frames == 0:
+            raise InvalidAudioError("the file contains no audio frames")
+        columns = max(1, min(points, frames))
+        edges = np.linspace(0, frames, columns + 1).astype(np.int64)
+        lo = np.full(columns, np.inf)
+        hi = np.full(columns, -np.inf)
+        energy = np.zeros(columns)
+        nperseg = min(8192, frames)
+        hop = nperseg // 2
+        pending = np.zeros(0)
+        psd_sum: np.ndarray | None = None
+        weight = 0
+        start = 0
+        for block in f.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
+            mid = block.mean(axis=1, dtype=np.float64)
+            stop = start + mid.shape[0]
+            # The columns this block touches, and where each begins inside it.
+            first = int(np.searchsorted(edges, start, side="right")) - 1
+            inner = edges[(edges > start) & (edges < stop)] - start
+            cuts = np.concatenate([[0], inner]).astype(np.int64)
+            cols = np.arange(first, first + cuts.shape[0])
+            lo[cols] = np.minimum(lo[cols], np.minimum.reduceat(mid, cuts))
+            hi[cols] = np.maximum(hi[cols], np.maximum.reduceat(mid, cuts))
+            energy[cols] += np.add.reduceat(mid**2, cuts)
+            # Welch's segments (hop nperseg / 2) over the whole file, as they complete: what is
+            # left of one block starts the next, so no segment is lost at a block's edge.
+            pending = np.concatenate([pending, mid])
+            if pending.shape[0] >= nperseg:
+                segments = 1 + (pending.shape[0] - nperseg) // hop
+                used = (segments - 1) * hop + nperseg
+                _, psd = signal.welch(pending[:used], fs=sr, window="hann", nperseg=nperseg)
+                psd_sum = psd * segments if psd_sum is None else psd_sum + psd * segments
+                weight += segments
+                pending = pending[segments * hop :]
+            start = stop
+    counts = np.diff(edges)
+    rms = np.sqrt(energy / np.maximum(counts, 1))
+    wave = {
+        "min": [round(float(x), 4) for x in lo],
+        "max": [round(float(x), 4) for x in hi],
+        "rms": [round(float(x), 4) for x in rms],
+    }
+    if psd_sum is None:  # shorter than a block's Welch segment: the whole file at once
+        audio, _ = sf.read(path, dtype="float32", always_2d=True)
+        spec = spectrum(audio.T, sr)
+    else:
+        spec = _bands(np.fft.rfftfreq(nperseg, 1 / sr), psd_sum / weight, sr)
+    return {
+        "duration_s": round(frames / sr, 3),
+        "sample_rate": sr,
+        "waveform": wave,
+        "spectrum": spec,
+    }

@@ -45,3 +45,27 @@ def test_the_waveform_shows_a_burst_where_it_is() -> None:
     assert all(w["max"][i] == 0 and w["rms"][i] == 0 for i in range(0, 59))
     silent = spectrum(np.zeros((1, sr), np.float32), sr)
     assert set(silent["db"]) == {-120.0}
+
+
+def test_reading_a_file_in_blocks_gives_the_pictures_of_the_whole(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The file is read a block at a time (here blocks of 10 000 frames, so columns straddle
+    blocks): the waveform and the spectrum are the in-memory ones."""
+    import soundfile as sf
+
+    from gateway import visuals
+    from tests.signals import little_song
+
+    sr = 22050
+    audio = little_song(sr=sr, duration_s=12.0).astype(np.float32)
+    path = tmp_path / "song.wav"
+    sf.write(path, audio.T, sr, subtype="FLOAT")
+    monkeypatch.setattr(visuals, "BLOCK_FRAMES", 10_000)
+    data = visuals.visual_of_file(path, points=700)
+    whole = waveform(audio, points=700)
+    for key in ("min", "max", "rms"):
+        assert np.allclose(data["waveform"][key], whole[key], atol=2e-4), key
+    reference = spectrum(audio, sr)
+    audible = [i for i, d in enumerate(reference["db"]) if d > -80]
+    assert len(audible) > 30
+    assert max(abs(data["spectrum"]["db"][i] - reference["db"][i]) for i in audible) < 0.02
+    assert data["duration_s"] == 12.0 and data["sample_rate"] == sr
