@@ -4,6 +4,7 @@ waiting jobs, imports of a batch from the tenant's bucket)."""
 
 from __future__ import annotations
 
+import abc
 import logging
 import threading
 from typing import Self
@@ -11,7 +12,7 @@ from typing import Self
 log = logging.getLogger(__name__)
 
 
-class PumpThread:
+class PumpThread(abc.ABC):
     """Subclasses implement :meth:`pump`; an exception is logged and the loop goes on (a
     database or broker hiccup must not stop it)."""
 
@@ -21,8 +22,9 @@ class PumpThread:
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
+    @abc.abstractmethod
     def pump(self) -> int:
-        raise NotImplementedError
+        """Do the work there is; how many items."""
 
     def start(self) -> Self:
         self._thread.start()

@@ -33,18 +33,78 @@ BLOCK_FRAMES = 1 << 19
 FLOOR_DB = -120.0
 
 
+class _Columns:
+    """Min, max and sum of squares of the mid channel in ``points`` equal columns of a signal
+    of ``frames`` frames, fed a block at a time."""
+
+    def __init__(self, frames: int, points: int) -> None:
+        columns = max(1, min(points, frames))
+        self.edges = np.linspace(0, frames, columns + 1).astype(np.int64)
+        self.lo = np.full(columns, np.inf)
+        self.hi = np.full(columns, -np.inf)
+        self.energy = np.zeros(columns)
+        self.start = 0
+
+    def add(self, mid: np.ndarray) -> None:
+        stop = self.start + mid.shape[0]
+        # The columns this block touches, and where each begins inside it.
+        first = int(np.searchsorted(self.edges, self.start, side="right")) - 1
+        inner = self.edges[(self.edges > self.start) & (self.edges < stop)] - self.start
+        cuts = np.concatenate([[0], inner]).astype(np.int64)
+        cols = np.arange(first, first + cuts.shape[0])
+        self.lo[cols] = np.minimum(self.lo[cols], np.minimum.reduceat(mid, cuts))
+        self.hi[cols] = np.maximum(self.hi[cols], np.maximum.reduceat(mid, cuts))
+        self.energy[cols] += np.add.reduceat(mid**2, cuts)
+        self.start = stop
+
+    def result(self) -> dict[str, list[float]]:
+        rms = np.sqrt(self.energy / np.maximum(np.diff(self.edges), 1))
+        return {
+            "min": [round(float(x), 4) for x in self.lo],
+            "max": [round(float(x), 4) for x in self.hi],
+            "rms": [round(float(x), 4) for x in rms],
+        }
+
+
+class _Welch:
+    """Welch's long-term average spectrum (Hann, 8192-point segments, hop 4096) of a signal of
+    ``frames`` frames, fed a block at a time: what is left of one block starts the next, so the
+    result is that of one pass over the whole signal."""
+
+    def __init__(self, frames: int, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self.nperseg = max(1, min(8192, frames))
+        self.hop = max(1, self.nperseg // 2)
+        self.pending = np.zeros(0)
+        self.psd_sum: np.ndarray | None = None
+        self.segments = 0
+
+    def add(self, mid: np.ndarray) -> None:
+        self.pending = np.concatenate([self.pending, mid])
+        if self.pending.shape[0] < self.nperseg:
+            return
+        segments = 1 + (self.pending.shape[0] - self.nperseg) // self.hop
+        used = (segments - 1) * self.hop + self.nperseg
+        _, psd = signal.welch(
+            self.pending[:used], fs=self.sample_rate, window="hann", nperseg=self.nperseg
+        )
+        self.psd_sum = psd * segments if self.psd_sum is None else self.psd_sum + psd * segments
+        self.segments += segments
+        self.pending = self.pending[segments * self.hop :]
+
+    def result(self) -> dict[str, list[float]]:
+        if self.psd_sum is None:
+            raise InvalidAudioError("the file contains no audio frames")
+        freqs = np.fft.rfftfreq(self.nperseg, 1 / self.sample_rate)
+        return _bands(freqs, self.psd_sum / self.segments, self.sample_rate)
+
+
 def waveform(audio: np.ndarray, points: int = WAVEFORM_POINTS) -> dict[str, list[float]]:
     """Min, max and RMS of the mid channel ((L+R)/2) in ``points`` equal columns."""
     mid = audio.mean(axis=0, dtype=np.float64)
-    points = max(1, min(points, mid.shape[0]))
-    edges = np.linspace(0, mid.shape[0], points + 1).astype(np.int64)
-    lo, hi, rms = [], [], []
-    for a, b in zip(edges[:-1], edges[1:], strict=True):
-        column = mid[a:b]
-        lo.append(round(float(column.min()), 4))
-        hi.append(round(float(column.max()), 4))
-        rms.append(round(float(np.sqrt(np.mean(column**2))), 4))
-    return {"min": lo, "max": hi, "rms": rms}
+    columns = _Columns(mid.shape[0], points)
+    columns.add(mid)
+    return columns.result()
 
 
 def band_centres(sample_rate: int) -> np.ndarray:
@@ -61,9 +121,9 @@ def spectrum(audio: np.ndarray, sample_rate: int) -> dict[str, list[float]]:
     """Long-term average spectrum of the mid channel (Welch, Hann, 8192-point segments), as the
     power in each 1/6-octave band in dB, scaled so a full-scale sine reads 0 dB in its band."""
     mid = audio.mean(axis=0, dtype=np.float64)
-    nperseg = min(8192, mid.shape[0])
-    freqs, psd = signal.welch(mid, fs=sample_rate, window="hann", nperseg=nperseg)
-    return _bands(freqs, psd, sample_rate)
+    welch = _Welch(mid.shape[0], sample_rate)
+    welch.add(mid)
+    return welch.result()
 
 
 def _bands(freqs: np.ndarray, psd: np.ndarray, sample_rate: int) -> dict[str, list[float]]:
@@ -103,54 +163,14 @@ def visual_of_file(path: Path, points: int = WAVEFORM_POINTS) -> dict[str, Any]:
         sr, frames = int(f.samplerate), int(f.frames)
         if frames == 0:
             raise InvalidAudioError("the file contains no audio frames")
-        columns = max(1, min(points, frames))
-        edges = np.linspace(0, frames, columns + 1).astype(np.int64)
-        lo = np.full(columns, np.inf)
-        hi = np.full(columns, -np.inf)
-        energy = np.zeros(columns)
-        nperseg = min(8192, frames)
-        hop = nperseg // 2
-        pending = np.zeros(0)
-        psd_sum: np.ndarray | None = None
-        weight = 0
-        start = 0
+        columns, welch = _Columns(frames, points), _Welch(frames, sr)
         for block in f.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
             mid = block.mean(axis=1, dtype=np.float64)
-            stop = start + mid.shape[0]
-            # The columns this block touches, and where each begins inside it.
-            first = int(np.searchsorted(edges, start, side="right")) - 1
-            inner = edges[(edges > start) & (edges < stop)] - start
-            cuts = np.concatenate([[0], inner]).astype(np.int64)
-            cols = np.arange(first, first + cuts.shape[0])
-            lo[cols] = np.minimum(lo[cols], np.minimum.reduceat(mid, cuts))
-            hi[cols] = np.maximum(hi[cols], np.maximum.reduceat(mid, cuts))
-            energy[cols] += np.add.reduceat(mid**2, cuts)
-            # Welch's segments (hop nperseg / 2) over the whole file, as they complete: what is
-            # left of one block starts the next, so no segment is lost at a block's edge.
-            pending = np.concatenate([pending, mid])
-            if pending.shape[0] >= nperseg:
-                segments = 1 + (pending.shape[0] - nperseg) // hop
-                used = (segments - 1) * hop + nperseg
-                _, psd = signal.welch(pending[:used], fs=sr, window="hann", nperseg=nperseg)
-                psd_sum = psd * segments if psd_sum is None else psd_sum + psd * segments
-                weight += segments
-                pending = pending[segments * hop :]
-            start = stop
-    counts = np.diff(edges)
-    rms = np.sqrt(energy / np.maximum(counts, 1))
-    wave = {
-        "min": [round(float(x), 4) for x in lo],
-        "max": [round(float(x), 4) for x in hi],
-        "rms": [round(float(x), 4) for x in rms],
-    }
-    if psd_sum is None:  # shorter than a block's Welch segment: the whole file at once
-        audio, _ = sf.read(path, dtype="float32", always_2d=True)
-        spec = spectrum(audio.T, sr)
-    else:
-        spec = _bands(np.fft.rfftfreq(nperseg, 1 / sr), psd_sum / weight, sr)
+            columns.add(mid)
+            welch.add(mid)
     return {
         "duration_s": round(frames / sr, 3),
         "sample_rate": sr,
-        "waveform": wave,
-        "spectrum": spec,
+        "waveform": columns.result(),
+        "spectrum": welch.result(),
     }

@@ -133,15 +133,15 @@ def render_request(
         raise InvalidMessageError("a re-render or preview needs a parameter set in `extra`")
     if preview and len(request.extra) != 1:
         raise InvalidMessageError("a preview renders exactly one parameter set")
-    for p in request.extra:
-        validate_params(dict(p.values))  # fail before decoding the song
+    # Checked before the song is decoded: a bad edit fails at once.
+    sets = [(p.version, validate_params(dict(p.values))) for p in request.extra]
     if inputs is not None:
         song = inputs.get(job.input)
     else:
         song = decode_input(job.input, blobs, max_duration_s=max_duration_s)
     if preview:
         _check_preview_size(song, request.preview.duration_s)
-        return _preview(job, request.extra[0], request.preview, song)
+        return _preview(job, request.extra[0], sets[0][1], request.preview, song)
     if not request.only_extra:
         full = render_job(
             job,
@@ -153,7 +153,6 @@ def render_request(
         )
         return pb.RenderResponse(job=full)
     clock = Stopwatch()
-    sets = [(p.version, validate_params(dict(p.values))) for p in request.extra]
     out = _with_outputs(job, blobs, song, sets, request.extra, workers)
     out.timings_s["rerender_s"] = clock.elapsed_s
     return pb.RenderResponse(job=out)
@@ -171,12 +170,16 @@ def _check_preview_size(song: DecodedInput, duration_s: float) -> None:
 
 
 def _preview(
-    job: pb.JobEnvelope, params: pb.MixParams, excerpt: pb.Excerpt, song: DecodedInput
+    job: pb.JobEnvelope,
+    params: pb.MixParams,
+    values: dict[str, float],
+    excerpt: pb.Excerpt,
+    song: DecodedInput,
 ) -> pb.RenderResponse:
     clock = Stopwatch()
     result = render_preview(
         song,
-        validate_params(dict(params.values)),
+        values,
         start_s=excerpt.start_s,
         duration_s=excerpt.duration_s,
         target_lufs=job.options.target_lufs,
