@@ -6,10 +6,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import numpy as np
+
 from services.common.blobstore import BlobStore
 from services.common.errors import ModelMismatchError, ModelUnavailableError
 from services.common.service_runner import StageParts
 from services.common.settings import Settings
+from services.predictor.features import CLIP_S
+from services.predictor.inference import clip_features
 from services.predictor.server import SERVICE_NAME, PredictorServicer, register
 from services.predictor.stage import model_runner, predict_job
 from services.predictor.training.config import MODEL_NAMES
@@ -17,12 +21,25 @@ from services.predictor.training.config import MODEL_NAMES
 log = logging.getLogger(__name__)
 
 
+def warm_up_features() -> None:
+    """Compute one clip's features before the first job.
+
+    librosa's first mel spectrogram in a process compiles its numba kernels: 13 s on a 2-core
+    machine with an empty numba cache, as a new pod has. Without this, every new predictor pod
+    (a KEDA scale-up) would report SERVING and then spend that on its first job."""
+    sr = 44100
+    t = np.arange(int(CLIP_S * sr), dtype=np.float32) / sr
+    tone = (0.1 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32)
+    clip_features(np.stack([tone, 0.5 * tone]), sr)
+
+
 def warm_up() -> None:
-    """Load the shipped models once, before the first job."""
+    """Load the shipped models and compute one clip's features, before the first job."""
     from services.predictor.weights import load_model
 
     for name in MODEL_NAMES:
         load_model(name)
+    warm_up_features()
 
 
 def parts(settings: Settings, blobs: BlobStore) -> StageParts:
@@ -46,6 +63,7 @@ def parts(settings: Settings, blobs: BlobStore) -> StageParts:
         def start() -> None:
             """Wait (bounded) for Triton's models; a mismatch stops start-up, an absent Triton
             does not: the service then starts NOT_SERVING and takes jobs once Triton is ready."""
+            warm_up_features()
             try:
                 triton.wait_ready(settings.triton_retry_s)
             except ModelUnavailableError as exc:
