@@ -35,6 +35,7 @@ RUN apt-get update \
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/backends /opt/backends
 ENV PATH=/opt/venv/bin:$PATH \
+    NUMBA_CACHE_DIR=/tmp/numba \
     LD_LIBRARY_PATH=/opt/venv/lib/python3.11/site-packages/nvidia_pytriton.libs:/opt/tritonserver/lib
 USER triton-server
 EXPOSE 8000 8001 8002

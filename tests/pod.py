@@ -1,0 +1,208 @@
+"""A pod rehearsal without a container engine (this machine has none): a container of the
+rendered manifests runs the way its image and its pod spec say, as far as Linux namespaces
+allow without one.
+
+What is the image's or the manifest's, taken from them and not restated here:
+  * the image's filesystem: a venv at ``/opt/venv`` built from the build stage's context
+    (exactly the files its ``COPY`` lines name) into a wheel, installed without dependencies,
+    ``__pycache__`` removed as the Dockerfile does; its user and group (``useradd``), ``ENV``,
+    ``WORKDIR``, ``ENTRYPOINT``, ``CMD`` and ``HEALTHCHECK``;
+  * the container's ``command``/``args``, environment (ConfigMaps, Secrets, ``env``), volume
+    mounts (each an empty writable directory, like an ``emptyDir``), ``runAsUser``/``Group``,
+    ``readOnlyRootFilesystem``, ``allowPrivilegeEscalation: false`` (no new privileges) and
+    ``capabilities: drop: [ALL]``.
+
+What stands in for what cannot be had here, and is said where it is used:
+  * the base image's Debian and Python are this machine's ``/usr`` and ``/etc`` (read-only);
+  * the image's third-party packages are the test environment's, mounted read-only at
+    ``/opt/deps`` (the same pinned versions; `pip install .` would fetch them again);
+  * no network namespace: the pod shares loopback with the test, so its ports are remapped
+    to free ones and the addresses of what is outside the pod (Kafka, PostgreSQL, S3,
+    Triton, another Service) point at the test's servers.
+
+The root is a fresh tmpfs in a private mount namespace (``unshare --mount``), the process is
+``chroot``-ed into it and changes user with ``setpriv``. Needs root, as CI has."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.k8s_manifests import ROOT, Image, instructions
+
+VENV = "/opt/venv"
+DEPS = "/opt/deps"
+
+
+@dataclass(frozen=True)
+class Mount:
+    host: Path
+    path: str
+    writable: bool
+
+
+@dataclass
+class Sandbox:
+    """A container's view of this machine: a root of its own, built under ``work``."""
+
+    work: Path
+    venv: Path
+    users: Sequence[str]  # /etc/passwd lines the image adds
+    groups: Sequence[str]
+    _made: int = field(default=0, init=False)
+
+    def _etc(self, name: str, lines: Sequence[str]) -> Path:
+        path = self.work / f"etc-{name}"
+        if not path.exists():
+            path.write_text(Path(f"/etc/{name}").read_text() + "".join(f"{x}\n" for x in lines))
+        return path
+
+    def home_of(self, uid: int) -> str:
+        """HOME as a container runtime sets it: the image's passwd entry, else ``/``."""
+        for line in self.users:
+            fields = line.split(":")
+            if int(fields[2]) == uid:
+                return fields[5]
+        return "/"
+
+    def command(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        uid: int,
+        gid: int,
+        workdir: str = "/",
+        volumes: Sequence[Mount] = (),
+        read_only_root: bool = True,
+    ) -> list[str]:
+        """The command line that runs ``argv`` in a fresh sandbox of this image."""
+        self._made += 1
+        root = self.work / f"root-{self._made}"
+        root.mkdir(parents=True)
+        mounts = [
+            *([] if any(v.path == VENV for v in volumes) else [Mount(self.venv, VENV, False)]),
+            Mount(Path(sysconfig.get_paths()["purelib"]), DEPS, writable=False),
+            *volumes,
+        ]
+        r = shlex.quote(str(root))
+        lines = [
+            "set -eu",
+            f"mount -t tmpfs -o mode=0755 rootfs {r}",
+            f"mkdir -p {r}/usr {r}/etc {r}/proc {r}/dev {r}/sys",
+        ]
+        for top in ("bin", "lib", "lib64", "sbin"):
+            host = Path("/") / top
+            if host.is_symlink():  # merged /usr
+                lines.append(f"ln -s {shlex.quote(os.readlink(host))} {r}/{top}")
+            elif host.exists():
+                mounts.append(Mount(host, f"/{top}", writable=False))
+        for top, writable in (("/usr", False), ("/etc", False), ("/sys", False)):
+            mounts.insert(0, Mount(Path(top), top, writable))
+        for m in mounts:
+            target = shlex.quote(f"{root}{m.path}")
+            lines += [f"mkdir -p {target}", f"mount --rbind {shlex.quote(str(m.host))} {target}"]
+            if not m.writable:
+                lines.append(f"mount -o remount,bind,ro {target}")
+        lines += [f"mount --rbind /proc {r}/proc", f"mount --rbind /dev {r}/dev"]
+        for name, extra in (("passwd", self.users), ("group", self.groups)):
+            lines.append(f"mount --bind {shlex.quote(str(self._etc(name, extra)))} {r}/etc/{name}")
+        if read_only_root:
+            lines.append(f"mount -o remount,ro {r}")
+        setpriv = [
+            "/usr/bin/setpriv",
+            f"--reuid={uid}",
+            f"--regid={gid}",
+            "--clear-groups",
+            "--no-new-privs",  # allowPrivilegeEscalation: false
+            "--inh-caps=-all",  # capabilities: drop: [ALL]
+            "--bounding-set=-all",
+        ]
+        full_env = {"HOME": self.home_of(uid), **env}
+        inner = [
+            *setpriv,
+            "/usr/bin/env",
+            "-i",
+            f"--chdir={workdir}",
+            *(f"{k}={v}" for k, v in full_env.items()),
+            *argv,
+        ]
+        lines.append(f"exec chroot {r} {shlex.join(inner)}")
+        script = "\n".join(lines)
+        return ["unshare", "--mount", "--propagation", "private", "--", "bash", "-c", script]
+
+
+def image_accounts(dockerfile: Path) -> tuple[list[str], list[str]]:
+    """The passwd and group lines the runtime stage's ``groupadd``/``useradd`` create."""
+    run = " ".join(rest for word, rest in instructions(dockerfile) if word == "RUN")
+    users, groups = [], []
+    for gid, name in re.findall(r"groupadd --gid (\d+) (\w+)", run):
+        groups.append(f"{name}:x:{gid}:")
+    for uid, gid, shell, name in re.findall(
+        r"useradd --uid (\d+) --gid (\d+) .*?--shell (\S+) (\w+)", run
+    ):
+        users.append(f"{name}:x:{uid}:{gid}::/home/{name}:{shell}")
+    return users, groups
+
+
+def build_image(image: Image, dockerfile: Path, work: Path) -> Sandbox:
+    """Build the image's ``/opt/venv`` as its build stage does, under ``work``.
+
+    The build context holds exactly what the build stage copies; the wheel is built from it
+    (with this environment's setuptools, not an isolated download), then installed into a new
+    venv inside a sandbox where it lives at ``/opt/venv``, as root, as ``docker build`` does.
+    """
+    context = work / "context"
+    for name in image.context:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, context / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            context.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, context / name)
+    wheels = work / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+        + ["-w", str(wheels), str(context)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = wheels.glob("*.whl")
+    venv = work / "venv"
+    venv.mkdir()
+    users, groups = image_accounts(dockerfile)
+    box = Sandbox(work=work, venv=venv, users=users, groups=groups)
+    purelib = f"{VENV}/lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
+    script = " && ".join(
+        [
+            f"{shlex.quote(sys._base_executable)} -m venv {VENV}",  # type: ignore[attr-defined]
+            f"{VENV}/bin/pip install -q --no-cache-dir --no-deps --no-index /wheels/{wheel.name}",
+            f"echo {DEPS} > {purelib}/zz_image_dependencies.pth",
+            f"find {VENV} -name __pycache__ -prune -exec rm -rf {{}} +",
+        ]
+    )
+    tmp = work / "build-tmp"
+    tmp.mkdir()
+    cmd = box.command(
+        ["/bin/sh", "-c", script],
+        env={"PATH": image.env["PATH"]},
+        uid=0,
+        gid=0,
+        volumes=[
+            Mount(venv, VENV, writable=True),
+            Mount(wheels, "/wheels", writable=False),
+            Mount(tmp, "/tmp", writable=True),
+        ],
+        read_only_root=False,
+    )
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, f"building {VENV} failed:\n{out.stdout}\n{out.stderr}"
+    return box
