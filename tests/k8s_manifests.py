@@ -115,7 +115,7 @@ class Image:
 
     context: tuple[str, ...]  # what the build stage copies from the build context
     env: dict[str, str]
-    user: tuple[int, int]
+    user: str  # as USER says: a pod's runAsUser/runAsGroup override it
     workdir: str
     entrypoint: tuple[str, ...]
     cmd: tuple[str, ...]
@@ -154,11 +154,10 @@ def image_of(path: Path) -> Image:
             cmd = _exec_form(rest)
         elif word == "HEALTHCHECK":
             health = _exec_form(rest[rest.index("CMD ") + 4 :])
-    uid, _, gid = user.partition(":")
     return Image(
         context=context,
         env=env,
-        user=(int(uid), int(gid or uid)),
+        user=user,
         workdir=workdir,
         entrypoint=entrypoint,
         cmd=cmd,

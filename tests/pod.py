@@ -32,8 +32,9 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.k8s_manifests import ROOT, Image, instructions
@@ -57,7 +58,7 @@ class Sandbox:
     venv: Path
     users: Sequence[str]  # /etc/passwd lines the image adds
     groups: Sequence[str]
-    _made: int = field(default=0, init=False)
+    layers: Sequence[Mount] = ()  # more of the image's own directories (read-only)
 
     def _etc(self, name: str, lines: Sequence[str]) -> Path:
         path = self.work / f"etc-{name}"
@@ -85,34 +86,35 @@ class Sandbox:
         read_only_root: bool = True,
     ) -> list[str]:
         """The command line that runs ``argv`` in a fresh sandbox of this image."""
-        self._made += 1
-        root = self.work / f"root-{self._made}"
-        root.mkdir(parents=True)
-        mounts = [
-            *([] if any(v.path == VENV for v in volumes) else [Mount(self.venv, VENV, False)]),
+        root = Path(tempfile.mkdtemp(prefix="root-", dir=self.work))
+        mounts = [Mount(Path(top), top, writable=False) for top in ("/usr", "/etc", "/sys")]
+        mounts += [Mount(Path("/proc"), "/proc", True), Mount(Path("/dev"), "/dev", True)]
+        for top in ("bin", "lib", "lib64", "sbin"):
+            host = Path("/") / top
+            if not host.is_symlink() and host.exists():  # else a link into /usr, made below
+                mounts.append(Mount(host, f"/{top}", writable=False))
+        if not any(v.path == VENV for v in volumes):
+            mounts.append(Mount(self.venv, VENV, writable=False))
+        mounts += [
             Mount(Path(sysconfig.get_paths()["purelib"]), DEPS, writable=False),
+            *self.layers,
             *volumes,
         ]
         r = shlex.quote(str(root))
         lines = [
             "set -eu",
             f"mount -t tmpfs -o mode=0755 rootfs {r}",
-            f"mkdir -p {r}/usr {r}/etc {r}/proc {r}/dev {r}/sys",
+            f"mkdir -m 1777 {r}/tmp",  # every base image has one (a volume may cover it)
         ]
         for top in ("bin", "lib", "lib64", "sbin"):
             host = Path("/") / top
             if host.is_symlink():  # merged /usr
                 lines.append(f"ln -s {shlex.quote(os.readlink(host))} {r}/{top}")
-            elif host.exists():
-                mounts.append(Mount(host, f"/{top}", writable=False))
-        for top, writable in (("/usr", False), ("/etc", False), ("/sys", False)):
-            mounts.insert(0, Mount(Path(top), top, writable))
         for m in mounts:
             target = shlex.quote(f"{root}{m.path}")
             lines += [f"mkdir -p {target}", f"mount --rbind {shlex.quote(str(m.host))} {target}"]
             if not m.writable:
                 lines.append(f"mount -o remount,bind,ro {target}")
-        lines += [f"mount --rbind /proc {r}/proc", f"mount --rbind /dev {r}/dev"]
         for name, extra in (("passwd", self.users), ("group", self.groups)):
             lines.append(f"mount --bind {shlex.quote(str(self._etc(name, extra)))} {r}/etc/{name}")
         if read_only_root:
@@ -206,3 +208,30 @@ def build_image(image: Image, dockerfile: Path, work: Path) -> Sandbox:
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert out.returncode == 0, f"building {VENV} failed:\n{out.stdout}\n{out.stderr}"
     return box
+
+
+def build_step(box: Sandbox, dockerfile: Path, containing: str, output: str) -> Path:
+    """Run the one command of ``dockerfile``'s ``RUN`` lines that mentions ``containing`` (a
+    ``&&`` segment, taken verbatim), as root in a sandbox of ``box`` where ``output`` is
+    writable; return the host directory that holds what it wrote at ``output``."""
+    segments = [
+        segment.strip()
+        for word, rest in instructions(dockerfile)
+        if word == "RUN"
+        for segment in rest.split("&&")
+        if containing in segment
+    ]
+    assert len(segments) == 1, f"{dockerfile.name}: {len(segments)} RUN commands with {containing}"
+    host = box.work / ("layer" + output.replace("/", "-"))
+    host.mkdir()
+    cmd = box.command(
+        ["/bin/sh", "-c", segments[0]],
+        env={"PATH": f"{VENV}/bin:/usr/bin:/bin"},
+        uid=0,
+        gid=0,
+        volumes=[Mount(host, output, writable=True)],
+        read_only_root=False,
+    )
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, f"{segments[0]} failed:\n{out.stdout}\n{out.stderr}"
+    return host

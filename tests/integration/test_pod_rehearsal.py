@@ -1,20 +1,23 @@
 """The dev overlay's pods, rehearsed on this machine (`tests/pod.py` says how, and what stands
 in for what): the images' venv is built from their Dockerfiles' build context, and each
 container runs as its image and its manifest say (user, read-only root, volumes, environment
-from the ConfigMap and Secrets, command and args) against a real broker, PostgreSQL, S3 (moto's
-server) and Triton. The Triton pod's init container writes the model repository that Triton
-then serves; Triton itself is the test's `tritonserver`, not NVIDIA's image.
+from the ConfigMap and Secrets, command and args) against a real broker, PostgreSQL and S3
+(moto's server). The Triton pod's init container writes the model repository; Triton serves it
+with the manifest's args, the image's entrypoint, environment and ``/opt/backends`` (made by the
+Dockerfile's own command), on the same Triton 2.51 as NVIDIA's image, from the nvidia-pytriton
+wheel.
 
 An operator's first hour, checked: every pod passes its startup, readiness and liveness probes
 within the manifest's startup budget and its image's HEALTHCHECK passes; `kubectl exec
 deploy/gateway -- mixpilot keys create` makes a key; a job goes through every stage with its
-audio in S3; the web UI and the metrics are served; and nothing tried to write outside a
-volume."""
+audio in S3 and its AI versions from Triton; the web UI and the metrics are served; and nothing
+tried to write outside a volume."""
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -42,7 +45,6 @@ from tests.infra import (
     start_or_fail,
     start_process,
     start_tansu,
-    start_triton,
     stop_process,
     wait_until,
 )
@@ -56,7 +58,7 @@ from tests.k8s_manifests import (
     named,
     render,
 )
-from tests.pod import Mount, Sandbox, build_image
+from tests.pod import DEPS, VENV, Mount, Sandbox, build_image, build_step
 from tests.signals import little_song
 
 OVERLAY = "dev"
@@ -74,12 +76,14 @@ PORT_SETTINGS = {
 @dataclass
 class Pod:
     name: str
+    box: Sandbox  # its image
     container: dict[str, Any]
     spec: dict[str, Any]
     env: dict[str, str]
     ports: dict[int, int]  # containerPort -> port on this machine
     volumes: list[Mount]
     log: Path
+    argv: list[str] = field(default_factory=list)
     process: Popen[bytes] | None = None
     ready_after_s: float = 0.0
 
@@ -88,20 +92,33 @@ class Pod:
         ctx = self.spec["securityContext"]
         return ctx["runAsUser"], ctx["runAsGroup"]
 
+    def command(self, argv: list[str]) -> list[str]:
+        uid, gid = self.user
+        return self.box.command(
+            argv,
+            env=self.env,
+            uid=uid,
+            gid=gid,
+            workdir=image_of(_image(self.container)).workdir,
+            volumes=self.volumes,
+            read_only_root=self.container["securityContext"].get("readOnlyRootFilesystem", False),
+        )
+
+    def exec(self, argv: list[str], timeout_s: float = 60) -> subprocess.CompletedProcess:
+        """`kubectl exec` into this pod: a process of its image with its environment."""
+        cmd = self.command(argv)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+
+    def start(self) -> None:
+        self.process = start_process(self.command(self.argv), log_path=self.log)
+
 
 @dataclass
 class Rehearsal:
-    box: Sandbox
     docs: tuple[dict[str, Any], ...]
     pods: dict[str, Pod] = field(default_factory=dict)
     bucket: str = ""
     s3_endpoint: str = ""
-
-    def exec(self, pod: Pod, argv: list[str], timeout_s: float = 60) -> subprocess.CompletedProcess:
-        """`kubectl exec` into ``pod``: a process of its image with its environment."""
-        uid, gid = pod.user
-        cmd = self.box.command(argv, env=pod.env, uid=uid, gid=gid, volumes=pod.volumes)
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
 
     def gateway(self, path: str) -> str:
         return f"http://127.0.0.1:{self.pods['gateway'].ports[8080]}{path}"
@@ -121,7 +138,8 @@ def _argv(container: dict[str, Any]) -> list[str]:
 
 
 def _pod(
-    rehearsal: Rehearsal,
+    docs: tuple[dict[str, Any], ...],
+    box: Sandbox,
     name: str,
     container: dict[str, Any],
     spec: dict[str, Any],
@@ -130,8 +148,11 @@ def _pod(
     ports: dict[int, int],
     work: Path,
 ) -> Pod:
+    """``container`` of the pod ``name``: its environment (image, manifest, then ``outside``),
+    its ports (the metrics port made its own), and its volumes (one directory per volume of the
+    pod, shared by its containers, owned through fsGroup)."""
     image = image_of(_image(container))
-    env = {**image.env, **env_of(rehearsal.docs, container, secrets), **outside}
+    env = {**image.env, **env_of(docs, container, secrets), **outside}
     ports = dict(ports)
     for port in container.get("ports", []):
         if port.get("name") == "metrics":  # every pod has its own address in a cluster
@@ -140,26 +161,14 @@ def _pod(
     uid, gid = spec["securityContext"]["runAsUser"], spec["securityContext"]["runAsGroup"]
     volumes = []
     for mount in container.get("volumeMounts", []):
-        host = work / f"{name}-{container['name']}-{mount['name']}"
-        host.mkdir(parents=True)
-        os.chown(host, uid, gid)  # an emptyDir, owned through fsGroup
+        host = work / f"{name}-{mount['name']}"
+        if not host.exists():
+            host.mkdir(parents=True)
+            os.chown(host, uid, gid)
         volumes.append(Mount(host, mount["mountPath"], writable=True))
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True, name
-    return Pod(name, container, spec, env, ports, volumes, work / f"{name}.log")
-
-
-def _start(rehearsal: Rehearsal, pod: Pod) -> None:
-    uid, gid = pod.user
-    image = image_of(_image(pod.container))
-    cmd = rehearsal.box.command(
-        _argv(pod.container),
-        env=pod.env,
-        uid=uid,
-        gid=gid,
-        workdir=image.workdir,
-        volumes=pod.volumes,
-    )
-    pod.process = start_process(cmd, log_path=pod.log)
+    pod = Pod(name, box, container, spec, env, ports, volumes, work / f"{name}.log")
+    pod.argv = _argv(container)
+    return pod
 
 
 def _probe(pod: Pod, probe: dict[str, Any]) -> bool:
@@ -199,6 +208,49 @@ def _wait_ready(pod: Pod, started: float) -> None:
     pod.ready_after_s = time.monotonic() - started
 
 
+def _triton_pod(docs: tuple[dict[str, Any], ...], box: Sandbox, work: Path) -> Pod:
+    """The Triton pod: the init container (predictor image) writes the model repository into
+    the pod's volume; the Triton image then serves it with the manifest's args.
+
+    The Triton image is NVIDIA's plus a venv and ``/opt/backends``
+    (deploy/docker/triton.Dockerfile). Here ``/opt/backends`` is made by that Dockerfile's own
+    ``prepare_backends`` command, and the server is the same Triton 2.51 from the nvidia-pytriton
+    wheel (NVIDIA's ``/opt/tritonserver/bin`` stands there on PATH), with its libraries where the
+    image's LD_LIBRARY_PATH names them in the image's venv."""
+    spec = named(docs, "Deployment", "triton")["spec"]["template"]["spec"]
+    init = _pod(docs, box, "triton", spec["initContainers"][0], spec, {}, {}, {}, work)
+    out = init.exec(init.argv, timeout_s=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    dockerfile = DOCKER / "triton.Dockerfile"
+    image_work = work / "triton-image"
+    image_work.mkdir()
+    builder = Sandbox(work=image_work, venv=box.venv, users=(), groups=())
+    backends = build_step(builder, dockerfile, "prepare_backends(Path", "/opt/backends")
+    triton_box = Sandbox(
+        work=image_work,
+        venv=box.venv,
+        users=(),
+        groups=(),
+        layers=[Mount(backends, "/opt/backends", writable=False)],
+    )
+    image_env = image_of(dockerfile).env
+    container = spec["containers"][0]
+    ports = {p["containerPort"]: free_port() for p in container["ports"]}
+    standing_in = {
+        "PATH": image_env["PATH"] + f":{DEPS}/pytriton/tritonserver/bin",
+        "LD_LIBRARY_PATH": re.sub(
+            rf"{VENV}/lib/python[\d.]+/site-packages/", f"{DEPS}/", image_env["LD_LIBRARY_PATH"]
+        ),
+    }
+    pod = _pod(docs, triton_box, "triton", container, spec, {}, standing_in, ports, work)
+    by_name = {p["name"]: ports[p["containerPort"]] for p in container["ports"]}
+    pod.argv += [  # no network namespace: loopback, and ports of its own
+        *(f"--{kind}-address=127.0.0.1" for kind in ("grpc", "http", "metrics")),
+        *(f"--{kind}-port={port}" for kind, port in by_name.items()),
+    ]
+    return pod
+
+
 @pytest.fixture(scope="module")
 def rehearsal(
     postgres_url: str, s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory
@@ -213,8 +265,11 @@ def rehearsal(
         builds.add(tuple(steps[: len(steps) - len(final_stage(steps))]))
     assert len(builds) == 1, "the service images' build stages differ"
     first = _image(containers(named(docs, "Deployment", "gateway"))[0])
-    box = start_or_fail("the image build", lambda: build_image(image_of(first), first, work))
-    r = Rehearsal(box=box, docs=docs, s3_endpoint=s3_endpoint)
+    (work / "image").mkdir()
+    box = start_or_fail(
+        "the image build", lambda: build_image(image_of(first), first, work / "image")
+    )
+    r = Rehearsal(docs=docs, s3_endpoint=s3_endpoint)
 
     # What an operator provides (deploy/k8s/README.md): the S3 secret and bucket; CloudNativePG
     # provides the database secret. A database of its own keeps this test's jobs apart.
@@ -235,42 +290,36 @@ def rehearsal(
     }
     broker = start_or_fail("the Kafka broker", lambda: start_tansu(work / "tansu"))
     service_ports = {int(config[setting]): free_port() for setting in PORT_SETTINGS.values()}
-    triton = None
     try:
-        # The Triton pod's init container writes the model repository into its volume.
-        triton_deploy = named(docs, "Deployment", "triton")["spec"]["template"]["spec"]
-        init = triton_deploy["initContainers"][0]
-        init_pod = _pod(r, "triton", init, triton_deploy, secrets, {}, {}, work)
-        out = r.exec(init_pod, _argv(init), timeout_s=120)
-        assert out.returncode == 0, out.stdout + out.stderr
-        (models,) = [v.host for v in init_pod.volumes if v.path == "/models"]
-        triton = start_or_fail("Triton", lambda: start_triton(work / "triton", models))
-
+        triton = r.pods["triton"] = _triton_pod(docs, box, work)
+        triton.start()
+        _wait_ready(triton, time.monotonic())
         renderer_port = service_ports[int(config[PORT_SETTINGS["renderer"]])]
         outside = {
             "MIXPILOT_HOST": "127.0.0.1",  # no network namespace: the pod's address is loopback
             **{s: str(service_ports[int(config[s])]) for s in PORT_SETTINGS.values()},
             "MIXPILOT_KAFKA_BOOTSTRAP": broker.bootstrap,
-            "MIXPILOT_TRITON_URL": triton.url,
+            "MIXPILOT_TRITON_URL": f"127.0.0.1:{triton.ports[8001]}",
             "MIXPILOT_RENDERER_URL": f"127.0.0.1:{renderer_port}",
             "MIXPILOT_S3_ENDPOINT_URL": s3_endpoint,  # unset in a cluster: AWS itself
         }
         for name in SERVICES:
             spec = named(docs, "Deployment", name)["spec"]["template"]["spec"]
-            pod = _pod(r, name, spec["containers"][0], spec, secrets, outside, service_ports, work)
-            r.pods[name] = pod
+            container = spec["containers"][0]
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True, name
+            r.pods[name] = _pod(
+                docs, box, name, container, spec, secrets, outside, service_ports, work
+            )
         started = time.monotonic()
-        for pod in r.pods.values():
-            _start(r, pod)
-        for pod in r.pods.values():
-            _wait_ready(pod, started)
+        for name in SERVICES:
+            r.pods[name].start()
+        for name in SERVICES:
+            _wait_ready(r.pods[name], started)
         yield r
     finally:
         for pod in r.pods.values():
             if pod.process is not None:
                 stop_process(pod.process)
-        if triton is not None:
-            triton.stop()
         broker.stop()
 
 
@@ -278,15 +327,16 @@ def test_every_pod_starts_within_its_budget_and_passes_its_probes_and_healthchec
     rehearsal: Rehearsal,
 ) -> None:
     for pod in rehearsal.pods.values():
-        print(f"{pod.name}: ready {pod.ready_after_s:.1f} s after the pods started")
+        print(f"{pod.name}: ready {pod.ready_after_s:.1f} s after it started")
         assert _probe(pod, pod.container["livenessProbe"]), pod.name
         assert _probe(pod, pod.container["readinessProbe"]), pod.name
+        if pod.name == "triton":
+            continue  # its HEALTHCHECK is NVIDIA's ready endpoint, which the probes just asked
         # Docker's HEALTHCHECK runs in the container, as `docker exec` would.
-        health = image_of(_image(pod.container)).healthcheck
-        out = rehearsal.exec(pod, list(health), timeout_s=30)
+        out = pod.exec(list(image_of(_image(pod.container)).healthcheck), timeout_s=30)
         assert out.returncode == 0, (pod.name, out.stdout, out.stderr)
         # The code it runs is the image's, not the repository's.
-        where = rehearsal.exec(pod, ["python", "-c", "import services; print(services.__file__)"])
+        where = pod.exec(["python", "-c", "import services; print(services.__file__)"])
         assert where.stdout.startswith("/opt/venv/lib/"), where
 
 
@@ -294,9 +344,7 @@ def test_an_operators_key_and_a_job_through_every_stage_with_audio_in_s3(
     rehearsal: Rehearsal,
 ) -> None:
     gateway = rehearsal.pods["gateway"]
-    made = rehearsal.exec(
-        gateway, ["mixpilot", "keys", "create", "--tenant", "label-one", "--plan", "label"]
-    )
+    made = gateway.exec(["mixpilot", "keys", "create", "--tenant", "label-one", "--plan", "label"])
     assert made.returncode == 0, made.stderr
     key = next(w for w in made.stdout.split() if w.startswith("mpk_"))
     auth = {"Authorization": f"Bearer {key}"}
