@@ -6,11 +6,13 @@ every container is probed, every image is a non-root multi-stage build on a pinn
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from typing import Any
 
 import kubernetes_validate
+import pydantic
 import pytest
 import yaml
 
@@ -58,6 +60,89 @@ def test_every_builtin_resource_validates_against_the_schema(overlay: str) -> No
     assert all(
         d["metadata"].get("namespace") == "mixpilot" for d in docs if d["kind"] != "Namespace"
     )
+
+
+#: The kafka trigger's metadata KEDA documents (a map of strings in its CRD, so the schema
+#: cannot catch a misspelt key: KEDA would ignore it and use its default).
+KEDA_KAFKA_METADATA = {
+    "bootstrapServers",
+    "consumerGroup",
+    "topic",
+    "lagThreshold",
+    "activationLagThreshold",
+    "offsetResetPolicy",
+    "allowIdleConsumers",
+    "scaleToZeroOnInvalidOffset",
+    "excludePersistentLag",
+    "limitToPartitionsWithLag",
+    "partitionLimitation",
+    "version",
+    "sasl",
+    "tls",
+}
+
+
+def _not_read(given: Any, read: Any, path: str = "") -> list[str]:
+    """Where ``given`` (a manifest) has what the model did not read back: an unknown field, or
+    a value it changed."""
+    if isinstance(given, dict):
+        return [
+            problem
+            for key, value in given.items()
+            for problem in (
+                _not_read(value, read[key], f"{path}.{key}")
+                if isinstance(read, dict) and key in read
+                else [f"{path}.{key}: not a field of the schema"]
+            )
+        ]
+    if isinstance(given, list):
+        if not isinstance(read, list) or len(read) != len(given):
+            return [f"{path}: a list of {len(given)} read as {read!r}"]
+        pairs = enumerate(zip(given, read, strict=True))
+        return [p for i, (g, r) in pairs for p in _not_read(g, r, f"{path}[{i}]")]
+    return [] if given == read else [f"{path}: {given!r} read as {read!r}"]
+
+
+def _operator_models() -> dict[str, type]:
+    from cloudcoil.models.keda.v1alpha1 import ScaledObject
+    from cloudcoil.models.prometheus_operator.v1 import PrometheusRule, ServiceMonitor
+
+    return {
+        "ScaledObject": ScaledObject,
+        "ServiceMonitor": ServiceMonitor,
+        "PrometheusRule": PrometheusRule,
+    }
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_keda_and_prometheus_resources_match_their_operators_schemas(overlay: str) -> None:
+    """Read against models generated from KEDA's and prometheus-operator's CRDs: every field
+    must be one of the schema's, of its type, and read back unchanged."""
+    models = _operator_models()
+    checked = 0
+    for doc in render(overlay):
+        model = models.get(doc["kind"])
+        if model is None:
+            continue
+        assert doc["apiVersion"] in ("keda.sh/v1alpha1", "monitoring.coreos.com/v1"), doc["kind"]
+        read = model.model_validate(doc).model_dump(by_alias=True, exclude_unset=True, mode="json")
+        assert _not_read(doc, read) == [], f"{doc['kind']}/{doc['metadata']['name']}"
+        for trigger in doc["spec"].get("triggers", []):
+            assert trigger["type"] == "kafka"
+            assert set(trigger["metadata"]) <= KEDA_KAFKA_METADATA, trigger["metadata"]
+        checked += 1
+    assert checked >= (7 if overlay == "prod" else 4)
+
+
+def test_the_schema_check_sees_an_unknown_field_and_a_wrong_type() -> None:
+    scaled = copy.deepcopy(next(of(render("prod"), "ScaledObject")))
+    model = _operator_models()["ScaledObject"]
+    scaled["spec"]["maxReplicas"] = 3  # KEDA's is maxReplicaCount
+    read = model.model_validate(scaled).model_dump(by_alias=True, exclude_unset=True, mode="json")
+    assert _not_read(scaled, read) == [".spec.maxReplicas: not a field of the schema"]
+    scaled["spec"]["cooldownPeriod"] = "five minutes"
+    with pytest.raises(pydantic.ValidationError):
+        model.model_validate(scaled)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
