@@ -193,19 +193,27 @@ def _probe(pod: Pod, probe: dict[str, Any]) -> bool:
     return 200 <= answer.status_code < 400
 
 
-def _wait_ready(pod: Pod, started: float) -> None:
-    """The startup probe within its budget (failureThreshold × periodSeconds), then readiness."""
-    startup = pod.container["startupProbe"]
-    budget = startup.get("failureThreshold", 3) * startup.get("periodSeconds", 10)
-    for kind in ("startupProbe", "readinessProbe"):
-        wait_until(
-            lambda kind=kind: _probe(pod, pod.container[kind]),
-            timeout_s=max(1.0, budget - (time.monotonic() - started)),
-            interval_s=0.5,
-            what=f"{pod.name}'s {kind} (startup budget {budget} s)\n{log_tail(pod.log, 40)}",
-            ignore=(grpc.RpcError, httpx.HTTPError),
-        )
-    pod.ready_after_s = time.monotonic() - started
+def _wait_ready(pods: list[Pod], started: float) -> None:
+    """Each pod's startup probe, then its readiness probe, within its startup budget
+    (failureThreshold × periodSeconds from ``started``); records when each became ready."""
+    waiting = list(pods)
+    while waiting:
+        for pod in list(waiting):
+            startup = pod.container["startupProbe"]
+            budget = startup.get("failureThreshold", 3) * startup.get("periodSeconds", 10)
+            try:
+                ready = _probe(pod, startup) and _probe(pod, pod.container["readinessProbe"])
+            except (grpc.RpcError, httpx.HTTPError):
+                ready = False
+            if ready:
+                pod.ready_after_s = time.monotonic() - started
+                waiting.remove(pod)
+            elif time.monotonic() - started > budget:
+                raise AssertionError(
+                    f"{pod.name} not ready within its startup budget of {budget} s:\n"
+                    + log_tail(pod.log, 40)
+                )
+        time.sleep(0.2)
 
 
 def _triton_pod(docs: tuple[dict[str, Any], ...], box: Sandbox, work: Path) -> Pod:
@@ -293,7 +301,7 @@ def rehearsal(
     try:
         triton = r.pods["triton"] = _triton_pod(docs, box, work)
         triton.start()
-        _wait_ready(triton, time.monotonic())
+        _wait_ready([triton], time.monotonic())
         renderer_port = service_ports[int(config[PORT_SETTINGS["renderer"]])]
         outside = {
             "MIXPILOT_HOST": "127.0.0.1",  # no network namespace: the pod's address is loopback
@@ -313,8 +321,7 @@ def rehearsal(
         started = time.monotonic()
         for name in SERVICES:
             r.pods[name].start()
-        for name in SERVICES:
-            _wait_ready(r.pods[name], started)
+        _wait_ready([r.pods[name] for name in SERVICES], started)
         yield r
     finally:
         for pod in r.pods.values():
@@ -401,3 +408,27 @@ def test_nothing_tried_to_write_outside_a_volume(rehearsal: Rehearsal) -> None:
         log = pod.log.read_text(errors="replace")
         assert "Read-only file system" not in log, (pod.name, log[-3000:])
         assert "Permission denied" not in log, (pod.name, log[-3000:])
+
+
+def test_the_rollout_check_runs_in_the_predictor_pod_against_the_triton_pod(
+    rehearsal: Rehearsal,
+) -> None:
+    """deploy/k8s/README.md's rollout check: a song copied into the predictor pod's /tmp
+    (`kubectl cp`), then `mixpilot triton-check triton:8001 --song /tmp/check.flac` there."""
+    predictor, triton = rehearsal.pods["predictor"], rehearsal.pods["triton"]
+    (tmp,) = [v.host for v in predictor.volumes if v.path == "/tmp"]
+    sr = 44100
+    sf.write(tmp / "check.flac", little_song(sr=sr, duration_s=20.0).T, sr)
+    out = predictor.exec(
+        [
+            "mixpilot",
+            "triton-check",
+            f"127.0.0.1:{triton.ports[8001]}",
+            "--song",
+            "/tmp/check.flac",
+        ],
+        timeout_s=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "agree" in out.stdout and "DISAGREE" not in out.stdout
+    print(out.stdout)
