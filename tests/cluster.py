@@ -72,7 +72,13 @@ class Cluster:
 
     def start(self, role: str) -> None:
         self.metrics_ports[role] = free_port()
-        env = {**self.env, "MIXPILOT_METRICS_PORT": str(self.metrics_ports[role])}
+        env = {
+            **self.env,
+            "MIXPILOT_METRICS_PORT": str(self.metrics_ports[role]),
+            # One numba cache per role, as each pod has its own: processes compiling the same
+            # kernels into one cache at once can load a half-written entry (seen: a segfault).
+            "NUMBA_CACHE_DIR": str(self.workdir / "numba-cache" / role),
+        }
         cmd = [sys.executable, "-m", "gateway.cli", role]
         self.procs[role] = start_process(cmd, env=env, log_path=self.workdir / f"{role}.log")
 
@@ -142,7 +148,6 @@ def running_cluster(
         "MIXPILOT_MAX_ATTEMPTS": "2",
         "MIXPILOT_RETRY_BACKOFF_S": "0.1",
         "MIXPILOT_TOPIC_PARTITIONS": "2",
-        "NUMBA_CACHE_DIR": str(workdir / "numba-cache"),
         **extra_env,
     }
     c = Cluster(
