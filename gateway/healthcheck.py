@@ -31,12 +31,17 @@ def check(role: str, settings: Settings, *, timeout_s: float = 3.0) -> str | Non
         return f"unknown role {role!r}: one of gateway, {', '.join(ports)}"
     target = f"127.0.0.1:{ports[role]}"
     try:
-        with grpc.insecure_channel(target) as channel:
-            answer = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
-            )
+        status = grpc_health(target, timeout_s=timeout_s)
     except grpc.RpcError as exc:
         return f"{target}: {exc.code().name}"  # type: ignore[attr-defined]
-    if answer.status != health_pb2.HealthCheckResponse.SERVING:
-        return f"{target}: {health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)}"
-    return None
+    return None if status == "SERVING" else f"{target}: {status}"
+
+
+def grpc_health(target: str, *, service: str = "", timeout_s: float = 3.0) -> str:
+    """What the gRPC health service at ``target`` answers for ``service`` ("" is the whole
+    server): ``SERVING``, ``NOT_SERVING``, ... Raises grpc.RpcError when it does not answer."""
+    with grpc.insecure_channel(target) as channel:
+        answer = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=timeout_s
+        )
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status))

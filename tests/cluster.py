@@ -20,8 +20,8 @@ import grpc
 import httpx
 import numpy as np
 import soundfile as sf
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.healthcheck import grpc_health
 from services.common.bus import KafkaBus
 from tests.infra import free_port, log_tail, start_process, stop_process, wait_until
 
@@ -95,11 +95,7 @@ class Cluster:
     def serving(self, role: str) -> bool:
         """The role's gRPC health says SERVING (raises grpc.RpcError if it does not answer)."""
         self._alive(role)
-        with grpc.insecure_channel(f"127.0.0.1:{self.grpc_ports[role]}") as ch:
-            resp = health_pb2_grpc.HealthStub(ch).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=2
-            )
-        return resp.status == health_pb2.HealthCheckResponse.SERVING
+        return grpc_health(f"127.0.0.1:{self.grpc_ports[role]}", timeout_s=2) == "SERVING"
 
     def wait_serving(self, role: str, timeout_s: float = 90.0) -> None:
         wait_until(

@@ -34,7 +34,7 @@ import sys
 import sysconfig
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.k8s_manifests import ROOT, Image, instructions
@@ -59,12 +59,17 @@ class Sandbox:
     users: Sequence[str]  # /etc/passwd lines the image adds
     groups: Sequence[str]
     layers: Sequence[Mount] = ()  # more of the image's own directories (read-only)
+    _etc: dict[str, Path] = field(init=False)
 
-    def _etc(self, name: str, lines: Sequence[str]) -> Path:
-        path = self.work / f"etc-{name}"
-        if not path.exists():
-            path.write_text(Path(f"/etc/{name}").read_text() + "".join(f"{x}\n" for x in lines))
-        return path
+    def __post_init__(self) -> None:
+        # /etc/passwd and /etc/group with the image's accounts (bound over the host's).
+        self._etc = {}
+        for name, extra in (("passwd", self.users), ("group", self.groups)):
+            fd, path = tempfile.mkstemp(prefix=f"etc-{name}-", dir=self.work)
+            os.fchmod(fd, 0o644)  # every user reads them
+            with os.fdopen(fd, "w") as f:
+                f.write(Path(f"/etc/{name}").read_text() + "".join(f"{x}\n" for x in extra))
+            self._etc[name] = Path(path)
 
     def home_of(self, uid: int) -> str:
         """HOME as a container runtime sets it: the image's passwd entry, else ``/``."""
@@ -87,11 +92,19 @@ class Sandbox:
     ) -> list[str]:
         """The command line that runs ``argv`` in a fresh sandbox of this image."""
         root = Path(tempfile.mkdtemp(prefix="root-", dir=self.work))
+        r = shlex.quote(str(root))
+        lines = [
+            "set -eu",
+            f"mount -t tmpfs -o mode=0755 rootfs {r}",
+            f"mkdir -m 1777 {r}/tmp",  # every base image has one (a volume may cover it)
+        ]
         mounts = [Mount(Path(top), top, writable=False) for top in ("/usr", "/etc", "/sys")]
         mounts += [Mount(Path("/proc"), "/proc", True), Mount(Path("/dev"), "/dev", True)]
         for top in ("bin", "lib", "lib64", "sbin"):
             host = Path("/") / top
-            if not host.is_symlink() and host.exists():  # else a link into /usr, made below
+            if host.is_symlink():  # merged /usr
+                lines.append(f"ln -s {shlex.quote(os.readlink(host))} {r}/{top}")
+            elif host.exists():
                 mounts.append(Mount(host, f"/{top}", writable=False))
         if not any(v.path == VENV for v in volumes):
             mounts.append(Mount(self.venv, VENV, writable=False))
@@ -100,23 +113,13 @@ class Sandbox:
             *self.layers,
             *volumes,
         ]
-        r = shlex.quote(str(root))
-        lines = [
-            "set -eu",
-            f"mount -t tmpfs -o mode=0755 rootfs {r}",
-            f"mkdir -m 1777 {r}/tmp",  # every base image has one (a volume may cover it)
-        ]
-        for top in ("bin", "lib", "lib64", "sbin"):
-            host = Path("/") / top
-            if host.is_symlink():  # merged /usr
-                lines.append(f"ln -s {shlex.quote(os.readlink(host))} {r}/{top}")
         for m in mounts:
             target = shlex.quote(f"{root}{m.path}")
             lines += [f"mkdir -p {target}", f"mount --rbind {shlex.quote(str(m.host))} {target}"]
             if not m.writable:
                 lines.append(f"mount -o remount,bind,ro {target}")
-        for name, extra in (("passwd", self.users), ("group", self.groups)):
-            lines.append(f"mount --bind {shlex.quote(str(self._etc(name, extra)))} {r}/etc/{name}")
+        for name, path in self._etc.items():
+            lines.append(f"mount --bind {shlex.quote(str(path))} {r}/etc/{name}")
         if read_only_root:
             lines.append(f"mount -o remount,ro {r}")
         setpriv = [
@@ -193,21 +196,31 @@ def build_image(image: Image, dockerfile: Path, work: Path) -> Sandbox:
     )
     tmp = work / "build-tmp"
     tmp.mkdir()
-    cmd = box.command(
-        ["/bin/sh", "-c", script],
-        env={"PATH": image.env["PATH"]},
-        uid=0,
-        gid=0,
+    _build_run(
+        box,
+        script,
+        path=image.env["PATH"],
         volumes=[
             Mount(venv, VENV, writable=True),
             Mount(wheels, "/wheels", writable=False),
             Mount(tmp, "/tmp", writable=True),
         ],
+    )
+    return box
+
+
+def _build_run(box: Sandbox, script: str, *, path: str, volumes: Sequence[Mount]) -> None:
+    """Run ``script`` as a build step does: as root, the root filesystem writable."""
+    cmd = box.command(
+        ["/bin/sh", "-c", script],
+        env={"PATH": path},
+        uid=0,
+        gid=0,
+        volumes=volumes,
         read_only_root=False,
     )
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert out.returncode == 0, f"building {VENV} failed:\n{out.stdout}\n{out.stderr}"
-    return box
+    assert out.returncode == 0, f"{script} failed:\n{out.stdout}\n{out.stderr}"
 
 
 def build_step(box: Sandbox, dockerfile: Path, containing: str, output: str) -> Path:
@@ -224,14 +237,7 @@ def build_step(box: Sandbox, dockerfile: Path, containing: str, output: str) -> 
     assert len(segments) == 1, f"{dockerfile.name}: {len(segments)} RUN commands with {containing}"
     host = box.work / ("layer" + output.replace("/", "-"))
     host.mkdir()
-    cmd = box.command(
-        ["/bin/sh", "-c", segments[0]],
-        env={"PATH": f"{VENV}/bin:/usr/bin:/bin"},
-        uid=0,
-        gid=0,
-        volumes=[Mount(host, output, writable=True)],
-        read_only_root=False,
+    _build_run(
+        box, segments[0], path=f"{VENV}/bin:/usr/bin:/bin", volumes=[Mount(host, output, True)]
     )
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert out.returncode == 0, f"{segments[0]} failed:\n{out.stdout}\n{out.stderr}"
     return host

@@ -22,7 +22,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from subprocess import Popen
 from typing import Any
@@ -34,8 +34,8 @@ import httpx
 import psycopg
 import pytest
 import soundfile as sf
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.healthcheck import grpc_health
 from services.common.loudness import integrated_loudness, true_peak_dbtp
 from services.predictor.inference import AI_VERSIONS
 from tests.cluster import wav_bytes
@@ -178,13 +178,12 @@ def _probe(pod: Pod, probe: dict[str, Any]) -> bool:
         raise AssertionError(f"{pod.name} exited:\n{log_tail(pod.log, 40)}")
     named_ports = {p["name"]: p["containerPort"] for p in pod.container["ports"]}
     if "grpc" in probe:
-        port = pod.ports[probe["grpc"]["port"]]
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            answer = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=probe["grpc"].get("service", "")),
-                timeout=probe.get("timeoutSeconds", 1),
-            )
-        return answer.status == health_pb2.HealthCheckResponse.SERVING
+        status = grpc_health(
+            f"127.0.0.1:{pod.ports[probe['grpc']['port']]}",
+            service=probe["grpc"].get("service", ""),
+            timeout_s=probe.get("timeoutSeconds", 1),
+        )
+        return status == "SERVING"
     get = probe["httpGet"]
     port = pod.ports[named_ports.get(get["port"], get["port"])]
     answer = httpx.get(
@@ -234,13 +233,7 @@ def _triton_pod(docs: tuple[dict[str, Any], ...], box: Sandbox, work: Path) -> P
     image_work.mkdir()
     builder = Sandbox(work=image_work, venv=box.venv, users=(), groups=())
     backends = build_step(builder, dockerfile, "prepare_backends(Path", "/opt/backends")
-    triton_box = Sandbox(
-        work=image_work,
-        venv=box.venv,
-        users=(),
-        groups=(),
-        layers=[Mount(backends, "/opt/backends", writable=False)],
-    )
+    triton_box = replace(builder, layers=[Mount(backends, "/opt/backends", writable=False)])
     image_env = image_of(dockerfile).env
     container = spec["containers"][0]
     ports = {p["containerPort"]: free_port() for p in container["ports"]}
